@@ -1,0 +1,179 @@
+"""MovieLensExampleGen: a TFX FileBasedExampleGen for the MovieLens layouts.
+
+Two instances run in the pipeline, both reading the same files:
+
+* ``kind="ratings"``: one example per rating, in the splits ``train`` and
+  ``eval`` (``random``: seeded 80/20; ``temporal``: one global time cutoff);
+* ``kind="catalog"``: one example per catalog movie, in the split ``catalog``
+  (every movie of the movies file, rated or not).
+
+Spans, versions, input fingerprints (so caching and change detection), output
+file format and payload format all come from TFX's ExampleGen framework: only
+reading and splitting are ours (`GenerateExamplesByBeam`). Rows are validated
+before Beam starts; bad rows stop the component with file, line and reason, or
+are quarantined (up to ``max_bad_rows``) to ``quarantine.tsv`` in the output
+artifact, whose custom properties count them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any, Dict, List, Tuple
+
+import apache_beam as beam
+import numpy as np
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, channel, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
+from tfx.utils import proto_utils
+
+from components.movielens import examples as ml_examples
+from components.movielens import reader
+
+KIND_RATINGS = "ratings"
+KIND_CATALOG = "catalog"
+QUARANTINE_FILE = "quarantine.tsv"
+
+_CHUNK = 20_000  # rows per Beam element when handing rows to Beam
+
+
+class MovieLensExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    PARAMETERS = {
+        **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+        "kind": ExecutionParameter(type=str),
+        "split_method": ExecutionParameter(type=str),
+        "train_fraction": ExecutionParameter(type=float),
+        "seed": ExecutionParameter(type=int),
+        "max_bad_rows": ExecutionParameter(type=int),
+    }
+
+
+def input_location(data_path: str) -> Tuple[str, str]:
+    """(input_base, file pattern) for a MovieLens directory or .zip archive."""
+    data_path = os.path.abspath(data_path)
+    if os.path.isdir(data_path):
+        return data_path, "*"
+    return os.path.dirname(data_path), os.path.basename(data_path)
+
+
+def _data_path(input_base: str, pattern: str) -> str:
+    return input_base if pattern == "*" else os.path.join(input_base, pattern)
+
+
+_cache: Dict[Tuple, reader.MovieLensData] = {}
+
+
+def _load(path: str, max_bad_rows: int) -> reader.MovieLensData:
+    """reader.load, memoised on the file's identity (both instances read it)."""
+    stamp = tuple(
+        (p, os.stat(p).st_mtime_ns, os.stat(p).st_size)
+        for p in sorted(glob.glob(os.path.join(path, "*")) if os.path.isdir(path) else [path])
+        if os.path.isfile(p)
+    )
+    key = (path, max_bad_rows, stamp)
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = reader.load(path, max_bad_rows=max_bad_rows)
+    return _cache[key]
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """Reads MovieLens once and returns every output split."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # pragma: no cover
+        raise NotImplementedError("GenerateExamplesByBeam is overridden")
+
+    def _read(self, exec_properties: Dict[str, Any]) -> reader.MovieLensData:
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        path = _data_path(exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits[0].pattern)
+        return _load(path, int(exec_properties["max_bad_rows"]))
+
+    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
+        data = self._read(exec_properties)
+        if exec_properties["kind"] == KIND_CATALOG:
+            catalog = list(ml_examples.catalog_examples(data.movies))
+            return {"catalog": pipeline | "Catalog" >> beam.Create(catalog, reshuffle=False)}
+
+        ratings = data.ratings
+        train, evaluation = reader.split_indices(
+            ratings.timestamps,
+            exec_properties["split_method"],
+            float(exec_properties["train_fraction"]),
+            int(exec_properties["seed"]),
+        )
+        movies, users = data.movies, data.users
+        result = {}
+        for name, indices in (("train", train), ("eval", evaluation)):
+            chunks = [
+                [(ratings.user_ids[i], ratings.movie_ids[i], float(ratings.ratings[i]), int(ratings.timestamps[i])) for i in chunk]
+                for chunk in np.array_split(indices, max(1, len(indices) // _CHUNK))
+            ]
+            result[name] = (
+                pipeline
+                | f"Rows[{name}]" >> beam.Create(chunks, reshuffle=False)
+                | f"ToExamples[{name}]" >> beam.FlatMap(ml_examples.rating_examples, movies, users)
+            )
+        return result
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:
+        super().Do(input_dict, output_dict, exec_properties)
+        data = self._read(exec_properties)
+        artifact = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        artifact.set_string_custom_property("movielens_layout", data.layout)
+        artifact.set_int_custom_property("num_quarantined_rows", len(data.bad_rows))
+        if exec_properties["kind"] == KIND_CATALOG:
+            artifact.set_int_custom_property("num_examples_catalog", len(data.movies))
+        else:
+            train, evaluation = reader.split_indices(
+                data.ratings.timestamps, exec_properties["split_method"],
+                float(exec_properties["train_fraction"]), int(exec_properties["seed"]))
+            artifact.set_int_custom_property("num_examples_train", len(train))
+            artifact.set_int_custom_property("num_examples_eval", len(evaluation))
+        if data.bad_rows:
+            reader.write_quarantine(data.bad_rows, os.path.join(artifact.uri, QUARANTINE_FILE))
+
+
+class MovieLensExampleGen(FileBasedExampleGen):
+    """ExampleGen for a MovieLens directory or .zip (ml-100k, ml-1m or CSV layout)."""
+
+    SPEC_CLASS = MovieLensExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(
+        self,
+        data_path: str,
+        kind: str = KIND_RATINGS,
+        split_method: str = "random",
+        train_fraction: float = 0.8,
+        seed: int = 42,
+        max_bad_rows: int = 0,
+    ):
+        if kind not in (KIND_RATINGS, KIND_CATALOG):
+            raise ValueError(f"kind must be {KIND_RATINGS!r} or {KIND_CATALOG!r}, got {kind!r}")
+        if split_method not in reader.SPLIT_METHODS:
+            raise ValueError(f"split must be one of {reader.SPLIT_METHODS}, got {split_method!r}")
+        input_base, pattern = input_location(data_path)
+        names = ["catalog"] if kind == KIND_CATALOG else ["train", "eval"]
+        spec = MovieLensExampleGenSpec(
+            input_base=input_base,
+            # Every output split reads the same files; the executor splits them.
+            input_config=example_gen_pb2.Input(
+                splits=[example_gen_pb2.Input.Split(name=n, pattern=pattern) for n in names]
+            ),
+            output_config=example_gen_pb2.Output(),
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            kind=kind,
+            split_method=split_method,
+            train_fraction=train_fraction,
+            seed=seed,
+            max_bad_rows=max_bad_rows,
+            examples=channel.Channel(type=standard_artifacts.Examples),
+        )
+        # FileBasedExampleGen.__init__ builds its own spec; ours adds parameters.
+        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

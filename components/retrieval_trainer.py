@@ -1,0 +1,77 @@
+"""RetrievalTrainer: the TFX Trainer plus the movie catalog as an input.
+
+A retrieval model scores every catalog movie, so its `run_fn` needs the catalog
+(one example per movie, from the catalog ExampleGen) next to the transformed
+training examples. This is the standard Trainer (same spec, same GenericExecutor
+and `run_fn` contract) with one more input channel, `catalog`; the executor
+hands its file pattern to `run_fn` as `fn_args.custom_config["catalog_file_pattern"]`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+from tfx import types
+from tfx.components.trainer import executor as trainer_executor
+from tfx.components.trainer.component import Trainer
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.proto import trainer_pb2
+from tfx.types import artifact_utils, channel, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter
+from tfx.utils import json_utils
+
+CATALOG_KEY = "catalog"
+CATALOG_PATTERN_CONFIG_KEY = "catalog_file_pattern"
+
+
+class RetrievalTrainerSpec(standard_component_specs.TrainerSpec):
+    INPUTS = {
+        **standard_component_specs.TrainerSpec.INPUTS,
+        CATALOG_KEY: ChannelParameter(type=standard_artifacts.Examples),
+    }
+
+
+def add_catalog_to_fn_args(fn_args, input_dict: Dict[str, List[types.Artifact]]):
+    catalog = artifact_utils.get_single_instance(input_dict[CATALOG_KEY])
+    pattern = os.path.join(artifact_utils.get_split_uri([catalog], "catalog"), "*")
+    fn_args.custom_config = dict(fn_args.custom_config or {}, **{CATALOG_PATTERN_CONFIG_KEY: pattern})
+    return fn_args
+
+
+class Executor(trainer_executor.GenericExecutor):
+    def _GetFnArgs(self, input_dict, output_dict, exec_properties):
+        return add_catalog_to_fn_args(super()._GetFnArgs(input_dict, output_dict, exec_properties), input_dict)
+
+
+class RetrievalTrainer(Trainer):
+    """Trainer whose `run_fn` also receives the movie catalog."""
+
+    SPEC_CLASS = RetrievalTrainerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(
+        self,
+        examples: types.BaseChannel,
+        catalog: types.BaseChannel,
+        transform_graph: types.BaseChannel,
+        run_fn: str,
+        train_args: Optional[trainer_pb2.TrainArgs] = None,
+        eval_args: Optional[trainer_pb2.EvalArgs] = None,
+        custom_config: Optional[Dict[str, Any]] = None,
+        schema: Optional[types.BaseChannel] = None,
+    ):
+        spec = RetrievalTrainerSpec(
+            examples=examples,
+            catalog=catalog,
+            transform_graph=transform_graph,
+            schema=schema,
+            train_args=train_args or trainer_pb2.TrainArgs(),
+            eval_args=eval_args or trainer_pb2.EvalArgs(),
+            run_fn=run_fn,
+            custom_config=json_utils.dumps(custom_config or {}),
+            model=channel.Channel(type=standard_artifacts.Model),
+            model_run=channel.Channel(type=standard_artifacts.ModelRun),
+        )
+        # Trainer.__init__ builds a plain TrainerSpec; ours has the extra input.
+        base_component.BaseComponent.__init__(self, spec=spec)

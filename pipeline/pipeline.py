@@ -1,0 +1,108 @@
+"""The MovieLens retrieval pipeline: `create_pipeline(config)`.
+
+RatingsExampleGen, CatalogExampleGen -> StatisticsGen -> SchemaGen ->
+ExampleValidator -> DataGate -> Transform -> Trainer (+ catalog) ->
+Evaluator (against the latest blessed model) -> Pusher.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List
+
+from tfx import v1 as tfx
+
+from components.data_gate import DataGate
+from components.example_gen import KIND_CATALOG, KIND_RATINGS, MovieLensExampleGen
+from components.retrieval_trainer import RetrievalTrainer
+from pipeline import evaluation
+from pipeline.config import PipelineConfig
+
+PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
+RUN_FN = "trainer.task.run_fn"
+
+
+def create_components(config: PipelineConfig) -> List:
+    ratings_gen = MovieLensExampleGen(
+        data_path=config.data_path,
+        kind=KIND_RATINGS,
+        split_method=config.split,
+        train_fraction=config.train_fraction,
+        seed=config.split_seed,
+        max_bad_rows=config.max_bad_rows,
+    ).with_id("RatingsExampleGen")
+    catalog_gen = MovieLensExampleGen(
+        data_path=config.data_path,
+        kind=KIND_CATALOG,
+        max_bad_rows=config.max_bad_rows,
+    ).with_id("CatalogExampleGen")
+
+    statistics_gen = tfx.components.StatisticsGen(examples=ratings_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
+    )
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+
+    transform = tfx.components.Transform(
+        examples=ratings_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+        custom_config=config.transform.to_custom_config(),
+    )
+    transform.add_upstream_node(data_gate)
+
+    trainer = RetrievalTrainer(
+        examples=transform.outputs["transformed_examples"],
+        catalog=catalog_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        run_fn=RUN_FN,
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=config.model.to_custom_config(),
+    )
+
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModelResolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=ratings_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=evaluation.eval_config(config),
+        example_splits=["eval"],
+    )
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=os.path.abspath(config.model_serving_dir)
+            )
+        ),
+    )
+    return [
+        ratings_gen, catalog_gen, statistics_gen, schema_gen, example_validator, data_gate,
+        transform, trainer, model_resolver, evaluator, pusher,
+    ]
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+    """The whole pipeline for one model variant (config.model.use_timestamps)."""
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=os.path.abspath(config.pipeline_root),
+        components=create_components(config),
+        enable_cache=True,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            os.path.abspath(config.metadata_path)
+        ),
+        beam_pipeline_args=list(config.beam_pipeline_args),
+    )
