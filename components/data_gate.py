@@ -40,11 +40,16 @@ def summarize_anomalies(anomalies_artifact: types.Artifact) -> List[str]:
     return lines
 
 
-@component
-def DataGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
-    """Fails the run if `anomalies` lists any anomaly."""
-    lines = summarize_anomalies(anomalies)
+def check_anomalies(anomalies_artifact: types.Artifact) -> None:
+    """Raises DataValidationError listing the anomalies, if there are any."""
+    lines = summarize_anomalies(anomalies_artifact)
     if lines:
         raise DataValidationError(
             "data validation failed: the examples do not match the schema:\n  " + "\n  ".join(lines)
         )
+
+
+@component
+def DataGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
+    """Fails the run if `anomalies` lists any anomaly."""
+    check_anomalies(anomalies)

@@ -146,7 +146,7 @@ def run_fn(fn_args) -> None:
     model = build_model(tf_transform_output, config)
     train = examples_dataset(train_files, spec, config.batch_size, shuffle_seed=config.seed)
     started = time.time()
-    history = model.fit(train, epochs=config.epochs, verbose=2)
+    history = model.fit(train, epochs=config.epochs, verbose=0)
     train_seconds = time.time() - started
 
     catalog = read_catalog(fn_args.custom_config[CATALOG_PATTERN_CONFIG_KEY])

@@ -1,0 +1,183 @@
+"""`movielens-tfx`: the command line.
+
+  movielens-tfx run [--data PATH] [--output DIR] [--config tutorial|default]
+                    [--split random|temporal] ...
+  movielens-tfx recommend --user 42 [--timestamp T] [-k 10] [--json] [--output DIR]
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import List, Optional  # noqa: E402
+
+from components.movielens.reader import SPLIT_METHODS, DataError  # noqa: E402
+from pipeline.config import NAMED_CONFIGS, PipelineConfig, named_config  # noqa: E402
+
+LOG_FILE = "run.log"
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def _user_error(error: BaseException) -> Optional[BaseException]:
+    """The first user-fixable error in `error`'s cause chain, if any."""
+    from components.data_gate import DataValidationError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (DataError, DataValidationError, UserError)):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _model_overrides(pairs: List[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def build_config(args) -> PipelineConfig:
+    data_path = args.data
+    if data_path is None:
+        from components.movielens import download
+
+        data_path = download.fetch(args.dataset)
+    config = named_config(
+        args.config,
+        data_path=data_path,
+        output_dir=args.output,
+        split=args.split,
+        train_fraction=args.train_fraction,
+        max_bad_rows=args.max_bad_rows,
+        value_floor=args.value_floor,
+        min_improvement=args.min_improvement,
+    )
+    overrides = _model_overrides(args.set or [])
+    if overrides:
+        try:
+            config = config.with_model(**overrides)
+        except TypeError as e:
+            raise UserError(f"--set: {e}") from None
+    return config
+
+
+def cmd_run(args) -> int:
+    from pipeline.logs import quiet_logs
+
+    started = time.time()
+
+    def progress(line: str) -> None:
+        print(f"[{time.time() - started:7.1f}s] {line}", flush=True)
+
+    log_path = os.path.join(args.output, LOG_FILE)
+    print(f"output: {os.path.abspath(args.output)} (log: {log_path})", flush=True)
+    with quiet_logs(log_path):
+        # TensorFlow, Beam and TFX print while importing: import them here.
+        from pipeline import report
+        from pipeline.job import run_job
+
+        config = build_config(args)
+        result = run_job(config, variants=args.variants.split(","), progress=progress)
+    print()
+    print(report.table(result))
+    print(f"\nreport: {os.path.join(config.output_dir, report.JSON_FILE)}, "
+          f"{os.path.join(config.output_dir, report.MARKDOWN_FILE)}, {os.path.join(config.output_dir, report.PLOT_FILE)}")
+    return 0
+
+
+def latest_pushed_model(serving_dir: str) -> str:
+    """The newest version directory under a TF Serving model directory."""
+    versions = [v for v in os.listdir(serving_dir) if v.isdigit()] if os.path.isdir(serving_dir) else []
+    if not versions:
+        raise UserError(f"no pushed model in {serving_dir}: run `movielens-tfx run` first (only blessed models are pushed)")
+    return os.path.join(serving_dir, max(versions, key=int))
+
+
+def cmd_recommend(args) -> int:
+    import tensorflow as tf
+
+    config = PipelineConfig(data_path="", output_dir=args.output)
+    model_dir = latest_pushed_model(config.model_serving_dir)
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    timestamp = int(args.timestamp if args.timestamp is not None else time.time())
+    out = serve(user_id=tf.constant([str(args.user)]), timestamp=tf.constant([timestamp], tf.int64))
+    k = min(args.k, out["scores"].shape[1])
+    items = [
+        {"movie_id": out["movie_ids"][0, i].numpy().decode(), "title": out["movie_titles"][0, i].numpy().decode(),
+         "score": round(float(out["scores"][0, i]), 4)}
+        for i in range(k)
+    ]
+    if args.json:
+        print(json.dumps({"user_id": str(args.user), "timestamp": timestamp, "model": model_dir, "recommendations": items}))
+    else:
+        print(f"top {k} for user {args.user} at timestamp {timestamp} (model {model_dir}):")
+        for rank, item in enumerate(items, start=1):
+            print(f"{rank:>3}. {item['score']:8.4f}  {item['title']}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="movielens-tfx", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train, evaluate and gate the baseline and the timestamp model")
+    run.add_argument("--data", help="MovieLens directory or .zip (ml-100k, ml-1m or CSV layout); "
+                     "default: download --dataset into ~/.cache/movielens-tfx, verified")
+    run.add_argument("--dataset", default="ml-100k", help="archive to download when --data is not given")
+    run.add_argument("--output", default="output", help="pipeline root, metadata, serving dir, report, log")
+    run.add_argument("--config", default="default", choices=sorted(NAMED_CONFIGS))
+    run.add_argument("--split", default="random", choices=SPLIT_METHODS)
+    run.add_argument("--train-fraction", type=float, default=0.8)
+    run.add_argument("--max-bad-rows", type=int, default=0, help="quarantine up to N bad rows instead of failing")
+    run.add_argument("--value-floor", type=float, default=None,
+                     help="minimum eval top-100 accuracy to bless (default: the popularity baseline's)")
+    run.add_argument("--min-improvement", type=float, default=0.0,
+                     help="top-100 improvement over the latest blessed model needed to bless")
+    run.add_argument("--variants", default="baseline,timestamp", help="which models to train, in order")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model hyperparameter, e.g. epochs=5")
+    run.set_defaults(func=cmd_run)
+
+    rec = sub.add_parser("recommend", help="top-k movies for a user from the latest pushed model")
+    rec.add_argument("--user", required=True)
+    rec.add_argument("--timestamp", type=int, default=None, help="seconds since the epoch (default: now)")
+    rec.add_argument("-k", type=int, default=10)
+    rec.add_argument("--json", action="store_true")
+    rec.add_argument("--output", default="output")
+    rec.set_defaults(func=cmd_recommend)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "variants", None):
+        unknown = set(args.variants.split(",")) - {"baseline", "timestamp"}
+        if unknown:
+            parser().error(f"--variants: unknown {', '.join(sorted(unknown))} (use baseline,timestamp)")
+    try:
+        return args.func(args)
+    except Exception as error:  # noqa: BLE001 - turned into a message below
+        user_error = _user_error(error)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

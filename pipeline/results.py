@@ -1,0 +1,119 @@
+"""What a pipeline run produced, read back from ML Metadata and the artifacts.
+
+`variant_result(config)` returns, for the latest run of `config`'s pipeline:
+the Trainer's FactorizedTopK accuracies (train and eval), the Evaluator's
+TFMA accuracies and validation outcome, the blessing and where the Pusher
+pushed the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional
+
+import ml_metadata as mlmd
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline.config import TOP_KS, PipelineConfig
+from pipeline.evaluation import metric_name
+
+_OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+
+
+def _store(config: PipelineConfig) -> mlmd.MetadataStore:
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = os.path.abspath(config.metadata_path)
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return mlmd.MetadataStore(connection)
+
+
+def latest_outputs(config: PipelineConfig, node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+    """Output artifacts of the latest execution of `node_id`, by output key."""
+    store = _store(config)
+    context = store.get_context_by_type_and_name("node", f"{config.pipeline_name}.{node_id}")
+    if context is None:
+        return {}
+    executions = [
+        e for e in store.get_executions_by_context(context.id)
+        if e.last_known_state in (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+    ]
+    if not executions:
+        return {}
+    latest = max(executions, key=lambda e: e.id)
+    outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+    events = [e for e in store.get_events_by_execution_ids([latest.id]) if e.type in _OUTPUT_EVENTS]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    for event in events:
+        outputs.setdefault(event.path.steps[0].key, []).append(artifacts[event.artifact_id])
+    return outputs
+
+
+def _custom(artifact: metadata_store_pb2.Artifact, name: str):
+    value = artifact.custom_properties.get(name)
+    if value is None:
+        return None
+    return value.int_value if value.HasField("int_value") else value.string_value
+
+
+def tfma_accuracies(evaluation_uri: str) -> Dict[str, float]:
+    """The candidate model's top-k accuracies from the Evaluator's output."""
+    wanted = {metric_name(k): f"top_{k}" for k in TOP_KS}
+    result = {}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        for item in metrics.metric_keys_and_values:
+            key = item.key
+            if key.is_diff or key.model_name not in ("", "candidate") or key.name not in wanted:
+                continue
+            result[wanted[key.name]] = item.value.double_value.value
+    return {name: result[name] for name in sorted(result, key=lambda n: int(n.split("_")[1]))}
+
+
+def validation_failures(evaluation_uri: str) -> List[str]:
+    """Human-readable reasons why the Evaluator did not bless the model."""
+    result = tfma.load_validation_result(evaluation_uri)
+    reasons = []
+    for slice_failure in result.metric_validations_per_slice:
+        for failure in slice_failure.failures:
+            what = "improvement over the blessed model" if failure.metric_key.is_diff else "value"
+            reasons.append(
+                f"{failure.metric_key.name} {what} {failure.metric_value.double_value.value:.4f} "
+                f"fails threshold: {failure.message or _threshold_text(failure.metric_threshold)}"
+            )
+    if result.missing_thresholds:
+        reasons.append("thresholds could not be checked (missing metrics)")
+    return reasons
+
+
+def _threshold_text(threshold) -> str:
+    return " ".join(str(threshold).split())
+
+
+def variant_result(config: PipelineConfig) -> Dict:
+    """Results of the latest run of the pipeline for `config` (see module docstring)."""
+    result: Dict = {"use_timestamps": config.model.use_timestamps}
+    trainer = latest_outputs(config, "RetrievalTrainer")
+    if trainer:
+        result["model_uri"] = trainer["model"][0].uri
+        with open(os.path.join(trainer["model_run"][0].uri, "metrics.json")) as f:
+            trained = json.load(f)
+        result["train"] = trained["train"]
+        result["trainer_eval"] = trained["eval"]
+        result["train_seconds"] = round(trained["train_seconds"], 1)
+    evaluator = latest_outputs(config, "Evaluator")
+    if evaluator:
+        evaluation_uri = evaluator["evaluation"][0].uri
+        result["eval"] = tfma_accuracies(evaluation_uri)
+        blessing = evaluator["blessing"][0]
+        result["blessed"] = bool(_custom(blessing, "blessed"))
+        result["compared_with"] = _custom(blessing, "baseline_model_uri") or None
+        result["not_blessed_because"] = [] if result["blessed"] else validation_failures(evaluation_uri)
+    pusher = latest_outputs(config, "Pusher")
+    pushed: Optional[str] = None
+    if pusher:
+        pushed_model = pusher["pushed_model"][0]
+        if _custom(pushed_model, "pushed"):
+            pushed = _custom(pushed_model, "pushed_destination")
+    result["pushed_to"] = pushed
+    return result
