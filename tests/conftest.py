@@ -10,7 +10,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ML_100K = os.path.join(REPO, "..", "shared", "data", "ml-100k")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ml100k_path():
     if not os.path.exists(os.path.join(ML_100K, "u.data")):
         pytest.skip("the real ml-100k files are not at ../shared/data/ml-100k")
