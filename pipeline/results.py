@@ -107,7 +107,7 @@ def variant_result(config: PipelineConfig) -> Dict:
         result["eval"] = tfma_accuracies(evaluation_uri)
         blessing = evaluator["blessing"][0]
         result["blessed"] = bool(_custom(blessing, "blessed"))
-        result["compared_with"] = _custom(blessing, "baseline_model_uri") or None
+        result["compared_with"] = _custom(blessing, "baseline_model") or None
         result["not_blessed_because"] = [] if result["blessed"] else validation_failures(evaluation_uri)
     pusher = latest_outputs(config, "Pusher")
     pushed: Optional[str] = None

@@ -29,6 +29,26 @@ def test_tutorial_numbers_reproduce(tutorial):
     assert tutorial["models"]["baseline"]["train"]["top_100"] == pytest.approx(0.29, abs=0.03)
 
 
+@pytest.fixture(scope="module")
+def default(ml100k_path, tmp_path_factory):
+    config = named_config("default", data_path=ml100k_path, output_dir=str(tmp_path_factory.mktemp("ml100k-default")))
+    return run_job(config)
+
+
+def test_default_config_beats_the_popularity_floor_and_gates_on_the_baseline(default):
+    floor = default["models"]["popularity"]["eval"]["top_100"]
+    baseline, timestamp = default["models"]["baseline"], default["models"]["timestamp"]
+    assert baseline["eval"]["top_100"] > floor + 0.07  # measured 0.41
+    assert timestamp["eval"]["top_100"] > floor + 0.10  # measured 0.46
+    # The first model is judged on the floor only: blessed and pushed.
+    assert baseline["blessed"] and baseline["pushed_to"] and baseline["compared_with"] is None
+    # The timestamp model is compared with the blessed baseline: pushed only if better.
+    assert timestamp["compared_with"] == baseline["model_uri"]
+    better = timestamp["eval"]["top_100"] > baseline["eval"]["top_100"]
+    assert timestamp["blessed"] == better
+    assert (timestamp["pushed_to"] is not None) == better
+
+
 def test_tutorial_models_are_below_the_popularity_floor_so_nothing_is_pushed(tutorial):
     for name in ("baseline", "timestamp"):
         model = tutorial["models"][name]

@@ -59,6 +59,7 @@ def test_worse_candidate_is_not_blessed_and_serving_is_untouched(gated):
     baseline = gated["first"]["models"]["baseline"]
     assert candidate["eval"]["top_100"] < baseline["eval"]["top_100"]
     assert candidate["blessed"] is False and candidate["pushed_to"] is None
+    assert candidate["compared_with"] == baseline["model_uri"]  # the latest blessed model
     assert _tree(gated["config"].serving_dir) == gated["serving_after_first"]
     reasons = " ".join(candidate["not_blessed_because"])
     assert "top_100_accuracy improvement over the blessed model" in reasons

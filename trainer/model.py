@@ -90,7 +90,9 @@ class RetrievalModel(tfrs.models.Model):
 
     `candidate_probability`, float32 [num_titles + 1], is each title's share of
     the training ratings; when given, the in-batch logits are corrected by
-    -log(probability) (logQ correction of the sampling bias).
+    -log(probability) (logQ correction of the sampling bias). `embedding_l2`
+    adds that multiple of the squared norms of the batch's query and candidate
+    embeddings to the loss.
     No metrics are computed while training (trainer.task measures the model
     with tfrs.metrics.FactorizedTopK over the whole catalog afterwards).
     """
@@ -101,11 +103,13 @@ class RetrievalModel(tfrs.models.Model):
         candidate_tower: CandidateTower,
         temperature: float = 1.0,
         candidate_probability: Optional[tf.Tensor] = None,
+        embedding_l2: float = 0.0,
     ):
         super().__init__()
         self.query_tower = query_tower
         self.candidate_tower = candidate_tower
         self._candidate_probability = candidate_probability
+        self._embedding_l2 = embedding_l2
         self.task = tfrs.tasks.Retrieval(temperature=temperature if temperature != 1.0 else None)
 
     def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
@@ -114,10 +118,13 @@ class RetrievalModel(tfrs.models.Model):
         probability = None
         if self._candidate_probability is not None:
             probability = tf.gather(self._candidate_probability, features[F.TITLE_INDEX])
-        return self.task(
+        loss = self.task(
             query,
             candidate,
             candidate_sampling_probability=probability,
             compute_metrics=not training,
             compute_batch_metrics=False,
         )
+        if self._embedding_l2:
+            loss += self._embedding_l2 * (tf.reduce_sum(tf.square(query)) + tf.reduce_sum(tf.square(candidate)))
+        return loss

@@ -88,7 +88,7 @@ def build_model(tf_transform_output: tft.TFTransformOutput, config: ModelConfig)
     probability = None
     if config.sampling_bias_correction:
         probability = tf.constant(candidate_probabilities(tf_transform_output))
-    model = RetrievalModel(query_tower, candidate_tower, config.temperature, probability)
+    model = RetrievalModel(query_tower, candidate_tower, config.temperature, probability, config.embedding_l2)
     optimizers = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}
     if config.optimizer not in optimizers:
         raise ValueError(f"unknown optimizer {config.optimizer!r}: choose one of {', '.join(optimizers)}")
