@@ -107,6 +107,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             int(exec_properties["seed"]),
         )
         movies, users = data.movies, data.users
+        self._split_sizes = {"train": len(train), "eval": len(evaluation)}
         result = {}
         for name, indices in (("train", train), ("eval", evaluation)):
             chunks = [
@@ -126,14 +127,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         artifact = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         artifact.set_string_custom_property("movielens_layout", data.layout)
         artifact.set_int_custom_property("num_quarantined_rows", len(data.bad_rows))
-        if exec_properties["kind"] == KIND_CATALOG:
-            artifact.set_int_custom_property("num_examples_catalog", len(data.movies))
-        else:
-            train, evaluation = reader.split_indices(
-                data.ratings.timestamps, exec_properties["split_method"],
-                float(exec_properties["train_fraction"]), int(exec_properties["seed"]))
-            artifact.set_int_custom_property("num_examples_train", len(train))
-            artifact.set_int_custom_property("num_examples_eval", len(evaluation))
+        sizes = {"catalog": len(data.movies)} if exec_properties["kind"] == KIND_CATALOG else self._split_sizes
+        for split, size in sizes.items():
+            artifact.set_int_custom_property(f"num_examples_{split}", size)
         if data.bad_rows:
             reader.write_quarantine(data.bad_rows, os.path.join(artifact.uri, QUARANTINE_FILE))
 

@@ -4,18 +4,29 @@ import pytest
 
 from pipeline.config import named_config
 from pipeline.job import run_job
+from pipeline.results import latest_outputs
 
 
 @pytest.fixture(scope="module")
-def tutorial(ml100k_path, tmp_path_factory):
-    config = named_config("tutorial", data_path=ml100k_path, output_dir=str(tmp_path_factory.mktemp("ml100k")))
-    return run_job(config)
+def tutorial_config(ml100k_path, tmp_path_factory):
+    return named_config("tutorial", data_path=ml100k_path, output_dir=str(tmp_path_factory.mktemp("ml100k")))
 
 
-def test_dataset_and_split(tutorial):
+@pytest.fixture(scope="module")
+def tutorial(tutorial_config):
+    return run_job(tutorial_config)
+
+
+def test_dataset_and_split(tutorial, tutorial_config):
     data = tutorial["dataset"]
     assert (data["ratings"], data["movies"], data["train"], data["eval"]) == (100_000, 1682, 80_000, 20_000)
     assert data["quarantined_rows"] == 0
+    # What the ExampleGens wrote.
+    [ratings] = latest_outputs(tutorial_config, "RatingsExampleGen")["examples"]
+    [catalog] = latest_outputs(tutorial_config, "CatalogExampleGen")["examples"]
+    counts = {k: v.int_value for k, v in ratings.custom_properties.items() if k.startswith("num_")}
+    assert counts == {"num_examples_train": 80_000, "num_examples_eval": 20_000, "num_quarantined_rows": 0}
+    assert catalog.custom_properties["num_examples_catalog"].int_value == 1682
 
 
 def test_popularity_floor(tutorial):

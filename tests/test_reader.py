@@ -38,6 +38,9 @@ def test_real_ml100k_counts(ml100k_path):
     assert [reader.GENRES[g] for g in data.movies["1"].genres] == ["Animation", "Children", "Comedy"]
     train, evaluation = reader.split_indices(data.ratings.timestamps, "random", 0.8, 42)
     assert (len(train), len(evaluation)) == (80_000, 20_000)
+    train, evaluation = reader.split_indices(data.ratings.timestamps, "temporal", 0.8, 42)
+    assert (len(train), len(evaluation)) == (80_000, 20_000)
+    assert data.ratings.timestamps[train].max() <= data.ratings.timestamps[evaluation].min()
 
 
 def test_random_split_is_seeded_and_disjoint():
