@@ -17,12 +17,11 @@ artifact, whose custom properties count them.
 
 from __future__ import annotations
 
-import glob
-import os
 from typing import Any, Dict, List, Tuple
 
 import apache_beam as beam
 import numpy as np
+import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_component, executor_spec
@@ -32,7 +31,7 @@ from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import proto_utils
 
 from components.movielens import examples as ml_examples
-from components.movielens import reader
+from components.movielens import files, reader
 
 KIND_RATINGS = "ratings"
 KIND_CATALOG = "catalog"
@@ -54,14 +53,14 @@ class MovieLensExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
 
 def input_location(data_path: str) -> Tuple[str, str]:
     """(input_base, file pattern) for a MovieLens directory or .zip archive."""
-    data_path = os.path.abspath(data_path)
-    if os.path.isdir(data_path):
-        return data_path, "*"
-    return os.path.dirname(data_path), os.path.basename(data_path)
+    data_path = files.absolute(data_path)
+    if files.isdir(data_path) or not data_path.endswith(".zip"):
+        return data_path.rstrip("/"), "*"
+    return files.split(data_path)
 
 
 def _data_path(input_base: str, pattern: str) -> str:
-    return input_base if pattern == "*" else os.path.join(input_base, pattern)
+    return input_base if pattern == "*" else files.join(input_base, pattern)
 
 
 _cache: Dict[Tuple, reader.MovieLensData] = {}
@@ -69,12 +68,7 @@ _cache: Dict[Tuple, reader.MovieLensData] = {}
 
 def _load(path: str, max_bad_rows: int) -> reader.MovieLensData:
     """reader.load, memoised on the file's identity (both instances read it)."""
-    stamp = tuple(
-        (p, os.stat(p).st_mtime_ns, os.stat(p).st_size)
-        for p in sorted(glob.glob(os.path.join(path, "*")) if os.path.isdir(path) else [path])
-        if os.path.isfile(p)
-    )
-    key = (path, max_bad_rows, stamp)
+    key = (path, max_bad_rows, files.identity(path))
     if key not in _cache:
         _cache.clear()
         _cache[key] = reader.load(path, max_bad_rows=max_bad_rows)
@@ -131,7 +125,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         for split, size in sizes.items():
             artifact.set_int_custom_property(f"num_examples_{split}", size)
         if data.bad_rows:
-            reader.write_quarantine(data.bad_rows, os.path.join(artifact.uri, QUARANTINE_FILE))
+            with tf.io.gfile.GFile(files.join(artifact.uri, QUARANTINE_FILE), "w") as stream:
+                reader.write_quarantine(data.bad_rows, stream)
 
 
 class MovieLensExampleGen(FileBasedExampleGen):

@@ -5,16 +5,20 @@ A retrieval model scores every catalog movie, so its `run_fn` needs the catalog
 training examples. This is the standard Trainer (same spec, same GenericExecutor
 and `run_fn` contract) with one more input channel, `catalog`; the executor
 hands its file pattern to `run_fn` as `fn_args.custom_config["catalog_file_pattern"]`.
+With `vertex_training`, the step launches that same executor as a Vertex AI
+Training custom job (TFX's google_cloud_ai_platform extension).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from tfx import types
 from tfx.components.trainer import executor as trainer_executor
 from tfx.components.trainer.component import Trainer
+from tfx.extensions.google_cloud_ai_platform.trainer import executor as ai_platform_trainer_executor
+from tfx.orchestration import data_types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, channel, standard_artifacts, standard_component_specs
@@ -44,6 +48,13 @@ class Executor(trainer_executor.GenericExecutor):
         return add_catalog_to_fn_args(super()._GetFnArgs(input_dict, output_dict, exec_properties), input_dict)
 
 
+class VertexTrainingExecutor(ai_platform_trainer_executor.GenericExecutor):
+    """Runs the same Executor (with the catalog) as a Vertex AI Training custom job."""
+
+    def _GetExecutorClass(self):
+        return Executor
+
+
 class RetrievalTrainer(Trainer):
     """Trainer whose `run_fn` also receives the movie catalog."""
 
@@ -58,8 +69,9 @@ class RetrievalTrainer(Trainer):
         run_fn: str,
         train_args: Optional[trainer_pb2.TrainArgs] = None,
         eval_args: Optional[trainer_pb2.EvalArgs] = None,
-        custom_config: Optional[Dict[str, Any]] = None,
+        custom_config: Union[Dict[str, Any], data_types.RuntimeParameter, None] = None,
         schema: Optional[types.BaseChannel] = None,
+        vertex_training: bool = False,
     ):
         spec = RetrievalTrainerSpec(
             examples=examples,
@@ -69,9 +81,15 @@ class RetrievalTrainer(Trainer):
             train_args=train_args or trainer_pb2.TrainArgs(),
             eval_args=eval_args or trainer_pb2.EvalArgs(),
             run_fn=run_fn,
-            custom_config=json_utils.dumps(custom_config or {}),
+            custom_config=custom_config
+            if isinstance(custom_config, data_types.RuntimeParameter)
+            else json_utils.dumps(custom_config or {}),
             model=channel.Channel(type=standard_artifacts.Model),
             model_run=channel.Channel(type=standard_artifacts.ModelRun),
         )
         # Trainer.__init__ builds a plain TrainerSpec; ours has the extra input.
-        base_component.BaseComponent.__init__(self, spec=spec)
+        base_component.BaseComponent.__init__(
+            self,
+            spec=spec,
+            custom_executor_spec=executor_spec.ExecutorClassSpec(VertexTrainingExecutor) if vertex_training else None,
+        )

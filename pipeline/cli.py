@@ -3,6 +3,8 @@
   movielens-tfx run [--data PATH] [--output DIR] [--config tutorial|default]
                     [--split random|temporal] ...
   movielens-tfx recommend --user 42 [--timestamp T] [-k 10] [--json] [--output DIR]
+  movielens-tfx compile --target vertex|kubeflow --image IMAGE --data URI --root URI [--project P]
+  movielens-tfx submit --spec pipeline.json --project P [--variant both] [--dry-run]
 """
 
 import os
@@ -132,6 +134,45 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    from pipeline.config import CloudConfig
+    from pipeline.logs import quiet_logs
+
+    if args.target == "vertex" and not args.project:
+        raise UserError("--target vertex needs --project (Dataflow and Vertex AI run in a Google Cloud project)")
+    cloud = None
+    if args.project:
+        cloud = CloudConfig(
+            project=args.project, region=args.region, image=args.image,
+            dataflow_machine_type=args.dataflow_machine_type, vertex_training=args.vertex_training,
+        )
+    with quiet_logs(os.path.join(os.path.dirname(os.path.abspath(args.output)), "compile.log")):
+        from pipeline.kubeflow_runner import compile_pipeline
+
+        config = named_config(args.config, data_path=args.data, output_dir=args.root, split=args.split, cloud=cloud)
+        compile_pipeline(config, image=args.image, output=args.output)
+    print(f"wrote {args.output} ({args.target}; image {args.image}; root {args.root})")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from pipeline import kubeflow_runner
+
+    names = list(kubeflow_runner.VARIANTS) if args.variant == "both" else [args.variant]
+    for name in names:
+        try:
+            arguments = kubeflow_runner.job_arguments(args.spec, name, args.project, args.region, args.service_account)
+        except (ValueError, KeyError, OSError) as e:
+            raise UserError(f"submit: {e}") from None
+        if args.dry_run:
+            print(json.dumps(arguments, indent=2))
+            continue
+        # The timestamp run is gated against the blessed baseline: wait for it.
+        resource = kubeflow_runner.submit(arguments, wait=len(names) > 1 and name != names[-1])
+        print(f"submitted {name}: {resource}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="movielens-tfx", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -160,6 +201,29 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true")
     rec.add_argument("--output", default="output")
     rec.set_defaults(func=cmd_recommend)
+
+    comp = sub.add_parser("compile", help="write the pipeline spec for Vertex AI / Kubeflow Pipelines (offline)")
+    comp.add_argument("--target", choices=("vertex", "kubeflow"), default="vertex")
+    comp.add_argument("--output", default="pipeline.json", help="the spec file to write")
+    comp.add_argument("--image", required=True, help="pipeline image built from the Dockerfile")
+    comp.add_argument("--data", required=True, help="MovieLens directory or .zip as the pipeline sees it (gs://...)")
+    comp.add_argument("--root", required=True, help="where runs write: gs://bucket/movielens-tfx (pipeline root, serving)")
+    comp.add_argument("--config", default="default", choices=sorted(NAMED_CONFIGS))
+    comp.add_argument("--split", default="random", choices=SPLIT_METHODS)
+    comp.add_argument("--project", help="Google Cloud project: Beam stages on Dataflow")
+    comp.add_argument("--region", default="us-central1")
+    comp.add_argument("--dataflow-machine-type", default="n1-standard-4")
+    comp.add_argument("--vertex-training", action="store_true", help="run the Trainer as a Vertex AI Training job")
+    comp.set_defaults(func=cmd_compile)
+
+    submit = sub.add_parser("submit", help="submit a compiled spec to Vertex AI Pipelines")
+    submit.add_argument("--spec", default="pipeline.json")
+    submit.add_argument("--project", required=True)
+    submit.add_argument("--region", default="us-central1")
+    submit.add_argument("--variant", default="both", choices=("baseline", "timestamp", "both"))
+    submit.add_argument("--service-account", default="")
+    submit.add_argument("--dry-run", action="store_true", help="print the PipelineJob arguments, submit nothing")
+    submit.set_defaults(func=cmd_submit)
     return p
 
 

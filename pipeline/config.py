@@ -88,6 +88,52 @@ class TransformConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CloudConfig:
+    """Google Cloud settings: Dataflow for the Beam stages, optional Vertex AI Training."""
+
+    project: str
+    region: str = "us-central1"
+    # The pipeline image (Dockerfile); Vertex AI Training runs the Trainer in it too.
+    image: str = ""
+    # Dataflow.
+    temp_location: str = ""  # default: <pipeline_root>/tmp
+    dataflow_machine_type: str = "n1-standard-4"
+    dataflow_max_workers: int = 8
+    # Run the Trainer as a Vertex AI custom job instead of inside the pipeline step.
+    vertex_training: bool = False
+    training_machine_type: str = "n1-standard-8"
+
+    def beam_pipeline_args(self, pipeline_root: str) -> Tuple[str, ...]:
+        return (
+            "--runner=DataflowRunner",
+            f"--project={self.project}",
+            f"--region={self.region}",
+            f"--temp_location={self.temp_location or pipeline_root.rstrip('/') + '/tmp'}",
+            f"--machine_type={self.dataflow_machine_type}",
+            f"--max_num_workers={self.dataflow_max_workers}",
+            f"--sdk_container_image={self.image}",
+            "--experiments=use_runner_v2",
+        )
+
+    def training_custom_config(self) -> Dict:
+        """The Trainer custom_config keys of TFX's Vertex AI Training extension."""
+        if not self.vertex_training:
+            return {}
+        return {
+            "ai_platform_enable_vertex": True,
+            "ai_platform_vertex_region": self.region,
+            "ai_platform_training_args": {
+                "project": self.project,
+                "worker_pool_specs": [{
+                    "machine_spec": {"machine_type": self.training_machine_type},
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": self.image},
+                }],
+            },
+        }
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     data_path: str
     output_dir: str = "output"
@@ -108,33 +154,61 @@ class PipelineConfig:
     min_improvement: float = 0.0
     # Beam: the in-process FnApiRunner (what DirectRunner picks for batch
     # pipelines, named so that Beam does not first try to fetch Prism).
-    beam_pipeline_args: Tuple[str, ...] = (
+    local_beam_pipeline_args: Tuple[str, ...] = (
         "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner",
         "--direct_running_mode=in_memory",
         "--direct_num_workers=1",
     )
+    # Set to run on Google Cloud (Dataflow, Vertex AI); None runs locally.
+    cloud: Optional[CloudConfig] = None
+    # Compile the model config (the Trainer's custom_config) as the pipeline
+    # RuntimeParameter `model_config`, so one compiled spec serves both variants.
+    model_config_as_runtime_parameter: bool = False
+
+    @property
+    def beam_pipeline_args(self) -> Tuple[str, ...]:
+        if self.cloud is not None:
+            return self.cloud.beam_pipeline_args(self.pipeline_root)
+        return self.local_beam_pipeline_args
+
+    def trainer_custom_config(self) -> Dict:
+        """The Trainer's custom_config: the model config plus cloud training keys."""
+        return {**self.model.to_custom_config(), **(self.cloud.training_custom_config() if self.cloud else {})}
 
     @property
     def pipeline_root(self) -> str:
-        return os.path.join(self.output_dir, "pipeline")
+        return _join(self.output_dir, "pipeline")
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.output_dir, "metadata.sqlite")
+        return _join(self.output_dir, "metadata.sqlite")
 
     @property
     def serving_dir(self) -> str:
-        return os.path.join(self.output_dir, "serving")
+        return _join(self.output_dir, "serving")
 
     @property
     def model_serving_dir(self) -> str:
-        return os.path.join(self.serving_dir, self.model_name)
+        return _join(self.serving_dir, self.model_name)
 
     def replace(self, **changes) -> "PipelineConfig":
         return dataclasses.replace(self, **changes)
 
     def with_model(self, **changes) -> "PipelineConfig":
         return dataclasses.replace(self, model=dataclasses.replace(self.model, **changes))
+
+
+def is_remote(path: str) -> bool:
+    """True for a URI such as gs://bucket/dir (not a local path)."""
+    return "://" in path
+
+
+def absolute(path: str) -> str:
+    return path if is_remote(path) else os.path.abspath(path)
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base.rstrip('/')}/{name}" if is_remote(base) else os.path.join(base, name)
 
 
 def named_config(name: str, **changes) -> PipelineConfig:

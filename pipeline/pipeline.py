@@ -7,7 +7,7 @@ Evaluator (against the latest blessed model) -> Pusher.
 
 from __future__ import annotations
 
-import os
+import json
 from typing import List
 
 from tfx import v1 as tfx
@@ -16,10 +16,12 @@ from components.data_gate import DataGate
 from components.example_gen import KIND_CATALOG, KIND_RATINGS, MovieLensExampleGen
 from components.retrieval_trainer import RetrievalTrainer
 from pipeline import evaluation
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, absolute, is_remote
 
 PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
+# The compiled pipeline's RuntimeParameter holding the Trainer's custom_config (JSON).
+MODEL_CONFIG_PARAMETER = "model_config"
 
 
 def create_components(config: PipelineConfig) -> List:
@@ -62,7 +64,8 @@ def create_components(config: PipelineConfig) -> List:
         run_fn=RUN_FN,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=config.model.to_custom_config(),
+        custom_config=_trainer_custom_config(config),
+        vertex_training=bool(config.cloud and config.cloud.vertex_training),
     )
 
     model_resolver = tfx.dsl.Resolver(
@@ -84,7 +87,7 @@ def create_components(config: PipelineConfig) -> List:
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=os.path.abspath(config.model_serving_dir)
+                base_directory=absolute(config.model_serving_dir)
             )
         ),
     )
@@ -94,15 +97,29 @@ def create_components(config: PipelineConfig) -> List:
     ]
 
 
+def _trainer_custom_config(config: PipelineConfig):
+    custom_config = config.trainer_custom_config()
+    if not config.model_config_as_runtime_parameter:
+        return custom_config
+    return tfx.dsl.experimental.RuntimeParameter(
+        name=MODEL_CONFIG_PARAMETER, ptype=str, default=json.dumps(custom_config, sort_keys=True)
+    )
+
+
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
-    """The whole pipeline for one model variant (config.model.use_timestamps)."""
+    """The whole pipeline for one model variant (config.model.use_timestamps).
+
+    Locally, ML Metadata lives in SQLite at config.metadata_path; on Kubeflow
+    or Vertex AI (a remote output_dir) the orchestrator provides it.
+    """
+    metadata = None
+    if config.cloud is None and not is_remote(config.output_dir):
+        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(absolute(config.metadata_path))
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
-        pipeline_root=os.path.abspath(config.pipeline_root),
+        pipeline_root=absolute(config.pipeline_root),
         components=create_components(config),
         enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            os.path.abspath(config.metadata_path)
-        ),
+        metadata_connection_config=metadata,
         beam_pipeline_args=list(config.beam_pipeline_args),
     )

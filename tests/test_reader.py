@@ -103,7 +103,8 @@ def test_bad_rows_are_quarantined_and_counted_when_tolerated(tmp_path):
     data = reader.load(path, max_bad_rows=2)
     assert len(data.ratings) == 300 and len(data.bad_rows) == 2
     out = tmp_path / "q.tsv"
-    reader.write_quarantine(data.bad_rows, str(out))
+    with open(out, "w") as stream:
+        reader.write_quarantine(data.bad_rows, stream)
     rows = out.read_text().splitlines()
     assert rows[0] == "file\tline\treason\trow" and len(rows) == 3
     assert "unknown movie id 9999" in rows[1] and "\t301\t" in rows[1]

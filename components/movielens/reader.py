@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
-import os
 import posixpath
 import zipfile
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from components.movielens import files
 
 # The genre names tensorflow-datasets uses for every MovieLens variant; the
 # `movie_genres` feature holds indices into this list.
@@ -135,19 +135,17 @@ class _Source:
 
     def __init__(self, path: str):
         self.path = path
-        if not os.path.exists(path):
+        if not files.exists(path):
             raise DataError(f"{path}: no such file or directory (expected a MovieLens directory or .zip)")
-        if os.path.isdir(path):
+        if files.isdir(path):
             self._zip = None
-            names = []
-            for root, _, files in os.walk(path):
-                rel = os.path.relpath(root, path)
-                names.extend(posixpath.normpath(posixpath.join(rel.replace(os.sep, "/"), f)) for f in files)
-        elif zipfile.is_zipfile(path):
-            self._zip = zipfile.ZipFile(path)
-            names = [_checked_member(path, info) for info in self._zip.infolist() if not info.is_dir()]
+            names = files.list_files(path)
         else:
-            raise DataError(f"{path}: neither a directory nor a zip archive")
+            handle = files.open_binary(path)
+            if not zipfile.is_zipfile(handle):
+                raise DataError(f"{path}: neither a directory nor a zip archive")
+            self._zip = zipfile.ZipFile(handle)
+            names = [_checked_member(path, info) for info in self._zip.infolist() if not info.is_dir()]
         self.layout, self.prefix = _detect_layout(path, names)
         self._names = set(names)
 
@@ -155,13 +153,14 @@ class _Source:
         return posixpath.join(self.prefix, name) in self._names
 
     def display(self, name: str) -> str:
-        return os.path.join(self.path, self.prefix, name) if self._zip is None else f"{self.path}!{posixpath.join(self.prefix, name)}"
+        member = posixpath.join(self.prefix, name)
+        return files.join(self.path, member) if self._zip is None else f"{self.path}!{member}"
 
     def open(self, name: str):
         member = posixpath.join(self.prefix, name)
         if self._zip is not None:
             return self._zip.open(member)
-        return open(os.path.join(self.path, member), "rb")
+        return files.open_binary(files.join(self.path, member))
 
 
 def _checked_member(archive: str, info: zipfile.ZipInfo) -> str:
@@ -428,10 +427,9 @@ def split_indices(timestamps: np.ndarray, method: str, train_fraction: float, se
     return train, evaluation
 
 
-def write_quarantine(bad_rows: Sequence[BadRow], path: str) -> None:
-    """Writes quarantined rows as TSV: file, line, reason, raw text."""
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-        writer.writerow(["file", "line", "reason", "row"])
-        for b in bad_rows:
-            writer.writerow([b.path, b.line, b.reason, b.text])
+def write_quarantine(bad_rows: Sequence[BadRow], stream) -> None:
+    """Writes quarantined rows to a text stream as TSV: file, line, reason, raw text."""
+    writer = csv.writer(stream, delimiter="\t", lineterminator="\n")
+    writer.writerow(["file", "line", "reason", "row"])
+    for b in bad_rows:
+        writer.writerow([b.path, b.line, b.reason, b.text])

@@ -1,0 +1,98 @@
+"""The Vertex AI / Kubeflow pipeline spec, compiled offline, and `submit`'s arguments."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from kfp import components
+
+CLI = os.path.join(os.path.dirname(sys.executable), "movielens-tfx")
+IMAGE = "us-docker.pkg.dev/p/r/movielens-tfx:1"
+
+
+def _cli(*args):
+    return subprocess.run([CLI, *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compile")
+    common = ["--image", IMAGE, "--data", "gs://bucket/data/ml-100k.zip", "--root", "gs://bucket/root"]
+    out = {}
+    for target, extra in (("kubeflow", []), ("vertex", ["--project", "my-proj", "--region", "europe-west4", "--vertex-training"])):
+        path = tmp / f"{target}.json"
+        result = _cli("compile", "--target", target, "--output", str(path), *common, *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+        out[target] = (str(path), json.load(open(path)))
+    return out
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_spec_has_every_component_and_the_dag(specs, target):
+    _, job = specs[target]
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert {"RatingsExampleGen", "CatalogExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate",
+            "Transform", "RetrievalTrainer", "Evaluator", "Pusher"} <= set(tasks)
+    resolvers = [name for name in tasks if name.startswith("LatestBlessedModelResolver")]
+    assert resolvers, "the latest-blessed-model resolver tasks"
+    edges = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
+    assert "RatingsExampleGen" in edges["StatisticsGen"]
+    assert {"StatisticsGen"} <= edges["SchemaGen"] and {"SchemaGen", "StatisticsGen"} <= edges["ExampleValidator"]
+    assert "ExampleValidator" in edges["DataGate"] and "DataGate" in edges["Transform"]
+    assert {"Transform", "CatalogExampleGen"} <= edges["RetrievalTrainer"]
+    assert "RetrievalTrainer" in edges["Evaluator"] and any(r in edges["Evaluator"] for r in resolvers)
+    assert {"Evaluator", "RetrievalTrainer"} <= edges["Pusher"]
+    images = {e["container"]["image"] for e in job["pipelineSpec"]["deploymentSpec"]["executors"].values() if "container" in e}
+    assert images == {IMAGE}
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/root/pipeline"
+    # kfp's own loader reads the pipeline spec.
+    assert components.load_component_from_text(json.dumps(job["pipelineSpec"])).name == "movielens-tfx"
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_model_config_is_a_runtime_parameter(specs, target):
+    path, job = specs[target]
+    parameters = job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    model_config = json.loads(parameters["model_config"]["defaultValue"])
+    assert model_config["use_timestamps"] is False and model_config["epochs"] == 12
+    assert ("ai_platform_training_args" in model_config) == (target == "vertex")
+
+
+def test_vertex_spec_runs_beam_on_dataflow_and_trains_on_vertex(specs):
+    _, job = specs["vertex"]
+    text = json.dumps(job)
+    for arg in ("--runner=DataflowRunner", "--project=my-proj", "--region=europe-west4",
+                "--temp_location=gs://bucket/root/pipeline/tmp", f"--sdk_container_image={IMAGE}"):
+        assert arg in text, arg
+    model_config = json.loads(job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]["model_config"]["defaultValue"])
+    pool = model_config["ai_platform_training_args"]["worker_pool_specs"][0]
+    assert pool["container_spec"]["image_uri"] == IMAGE and model_config["ai_platform_vertex_region"] == "europe-west4"
+    assert "VertexTrainingExecutor" in text
+    kubeflow = json.dumps(specs["kubeflow"][1])
+    assert "DataflowRunner" not in kubeflow and "VertexTrainingExecutor" not in kubeflow
+
+
+def test_submit_dry_run_sets_use_timestamps_per_variant(specs):
+    path, _ = specs["vertex"]
+    result = _cli("submit", "--spec", path, "--project", "my-proj", "--region", "europe-west4", "--dry-run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    decoder, text, jobs = json.JSONDecoder(), result.stdout, []
+    while text.strip():
+        job, end = decoder.raw_decode(text.strip())
+        jobs.append(job)
+        text = text.strip()[end:]
+    assert [j["job"]["display_name"] for j in jobs] == ["movielens-tfx-baseline", "movielens-tfx-timestamp"]
+    flags = [json.loads(j["job"]["parameter_values"]["model_config"])["use_timestamps"] for j in jobs]
+    assert flags == [False, True]
+    assert jobs[0]["init"] == {"project": "my-proj", "location": "europe-west4"}
+    assert jobs[0]["job"]["pipeline_root"] == "gs://bucket/root/pipeline"
+
+
+def test_submit_and_compile_argument_errors(tmp_path):
+    result = _cli("submit", "--spec", str(tmp_path / "missing.json"), "--project", "p", "--dry-run")
+    assert result.returncode == 2 and "error: submit:" in result.stderr and "Traceback" not in result.stderr
+    result = _cli("compile", "--target", "vertex", "--image", IMAGE, "--data", "gs://b/d", "--root", "gs://b/r",
+                  "--output", str(tmp_path / "p.json"))
+    assert result.returncode == 2 and "--target vertex needs --project" in result.stderr
