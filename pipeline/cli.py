@@ -13,6 +13,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import errno  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -22,6 +23,8 @@ from components.movielens.reader import SPLIT_METHODS, DataError  # noqa: E402
 from pipeline.config import NAMED_CONFIGS, PipelineConfig, named_config  # noqa: E402
 
 LOG_FILE = "run.log"
+# Storage errors reported as such (with the path), not as a traceback.
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 
 
 class UserError(Exception):
@@ -31,11 +34,14 @@ class UserError(Exception):
 def _user_error(error: BaseException) -> Optional[BaseException]:
     """The first user-fixable error in `error`'s cause chain, if any."""
     from components.data_gate import DataValidationError
+    from pipeline.lock import OutputInUse, OutputNotWritable
 
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, (DataError, DataValidationError, UserError)):
+        if isinstance(error, (DataError, DataValidationError, UserError, OutputInUse, OutputNotWritable)):
             return error
+        if isinstance(error, OSError) and error.errno in _STORAGE_ERRORS and error.filename:
+            return UserError(f"cannot write {error.filename}: {error.strerror}")
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None

@@ -15,7 +15,7 @@ import time
 from typing import Callable, Dict, Optional, Sequence
 
 from components.movielens import reader
-from pipeline import report
+from pipeline import lock, report
 from pipeline.config import TOP_KS, PipelineConfig
 from pipeline.local_runner import run_pipeline
 from pipeline.results import variant_result
@@ -48,7 +48,15 @@ def run_job(
     variants: Sequence[str] = tuple(VARIANTS),
     progress: Optional[Callable[[str], None]] = None,
 ) -> Dict:
-    """Runs each variant through the pipeline; writes and returns the report."""
+    """Runs each variant through the pipeline; writes and returns the report.
+
+    Holds the output directory's lock for the whole job (see pipeline.lock).
+    """
+    with lock.exclusive(config.output_dir):
+        return _run_job(config, variants, progress)
+
+
+def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
     say = progress or (lambda line: None)
     started = time.time()
     data = dataset_summary(config)

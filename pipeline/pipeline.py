@@ -12,6 +12,7 @@ from typing import List
 
 from tfx import v1 as tfx
 
+from components.atomic_pusher import AtomicPusher
 from components.data_gate import DataGate
 from components.example_gen import KIND_CATALOG, KIND_RATINGS, MovieLensExampleGen
 from components.retrieval_trainer import RetrievalTrainer
@@ -82,7 +83,7 @@ def create_components(config: PipelineConfig) -> List:
         example_splits=["eval"],
     )
 
-    pusher = tfx.components.Pusher(
+    pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
@@ -90,7 +91,7 @@ def create_components(config: PipelineConfig) -> List:
                 base_directory=absolute(config.model_serving_dir)
             )
         ),
-    )
+    ).with_id("Pusher")
     return [
         ratings_gen, catalog_gen, statistics_gen, schema_gen, example_validator, data_gate,
         transform, trainer, model_resolver, evaluator, pusher,

@@ -149,6 +149,17 @@ def test_exported_model_answers_known_and_unknown_users(planted, tmp_path):
     assert all(t in titles for t in out["movie_titles"].numpy().ravel())
     assert (np.diff(out["scores"].numpy(), axis=1) <= 0).all()  # best first
     assert np.isfinite(out["scores"].numpy()).all()
-    # Same user, same time -> same answer as the in-memory model.
     ids = out["movie_ids"].numpy()[0]
-    assert len(set(ids)) == 20
+    assert len(set(ids)) == 20  # unique catalog keys
+
+    # 10,000 requests: known, unknown and empty users; timestamps far outside
+    # the training range, negative, zero.
+    rng = np.random.RandomState(0)
+    users = tf.constant([str(u) if u > 0 else "" for u in rng.randint(-50, 400, size=10_000)])
+    timestamps = tf.constant(rng.choice([-(10**9), -1, 0, 880_000_000, 4 * 10**9, 2**40], size=10_000), tf.int64)
+    out = serve(user_id=users, timestamp=timestamps)
+    assert out["scores"].shape == (10_000, 20) and np.isfinite(out["scores"].numpy()).all()
+
+    # A malformed request is refused with a message that names the expected type.
+    with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError), match="expected to be a int64 tensor"):
+        serve(user_id=tf.constant(["1"]), timestamp=tf.constant(["yesterday"]))

@@ -77,18 +77,21 @@ def generate(
     timestamps = start + rng.randint(0, days * 86400, size=num_ratings)
     periods = (timestamps % 86400) // (86400 // _PERIODS)
     by_period = rng.rand(num_ratings) < time_of_day_effect
+    anything = rng.rand(num_ratings) < 0.3  # a popular movie of any taste
+    groups = np.where(by_period, periods, np.where(anything, -1, _PERIODS + user_taste[users]))
     movies = np.empty(num_ratings, dtype=np.int64)
-    for i in range(num_ratings):
-        if by_period[i]:
-            mask = period_of_movie == periods[i]
+    for group in np.unique(groups):
+        rows = np.flatnonzero(groups == group)
+        if group == -1:
+            mask = np.ones(num_movies, dtype=bool)
+        elif group < _PERIODS:
+            mask = period_of_movie == group
         else:
-            mask = taste_of_movie == user_taste[users[i]]
-            if rng.rand() < 0.3:
-                mask = np.ones(num_movies, dtype=bool)
+            mask = taste_of_movie == group - _PERIODS
         if not mask.any():
             mask = np.ones(num_movies, dtype=bool)
         weights = popularity * mask
-        movies[i] = rng.choice(num_movies, p=weights / weights.sum())
+        movies[rows] = rng.choice(num_movies, size=len(rows), p=weights / weights.sum())
     ratings = rng.randint(1, 6, size=num_ratings)
 
     files = _render(layout, titles, genres, users, movies, ratings, timestamps, num_users, rng)

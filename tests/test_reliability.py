@@ -1,0 +1,134 @@
+"""Faults provoked for real: SIGKILL and resume, concurrent runs, atomic pushes, changed input."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import ml_metadata as mlmd
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+from tfx.orchestration.pipeline import RunOptions
+from tfx.types import standard_artifacts
+
+from components import atomic_pusher
+from components.movielens import synthetic
+from pipeline import lock
+from pipeline.config import named_config
+from pipeline.pipeline import create_pipeline
+from pipeline.results import latest_outputs
+
+CLI = os.path.join(os.path.dirname(sys.executable), "movielens-tfx")
+FAST = ["--config", "tutorial", "--set", "epochs=2", "--set", "batch_size=256", "--value-floor", "0"]
+
+
+def _small_data(path):
+    return synthetic.generate(str(path), num_users=60, num_movies=150, num_ratings=3000, seed=6)
+
+
+def test_second_run_on_the_same_output_is_refused(tmp_path):
+    data, out = _small_data(tmp_path / "data"), str(tmp_path / "out")
+    with lock.exclusive(out):
+        result = subprocess.run([CLI, "run", "--data", data, "--output", out, *FAST], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert f"{out} is in use by another movielens-tfx run (pid {os.getpid()}" in result.stderr
+    assert not os.path.exists(os.path.join(out, "pipeline"))
+
+
+def test_killed_run_resumes_from_the_cache_and_metadata_stays_consistent(tmp_path):
+    data, out = _small_data(tmp_path / "data"), str(tmp_path / "out")
+    args = [CLI, "run", "--data", data, "--output", out, "--variants", "baseline", *FAST]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    for line in process.stdout:
+        if "RetrievalTrainer" in line and "running" in line:
+            time.sleep(3)  # inside the Trainer
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert not os.path.exists(os.path.join(out, "report.json"))
+
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    states = dict(re.findall(r"\]\s+(\S+)\s+(done|cached)\s", resumed.stdout))
+    for component in ("RatingsExampleGen", "CatalogExampleGen", "StatisticsGen", "SchemaGen", "Transform"):
+        assert states[component] == "cached", (component, resumed.stdout)
+    assert states["RetrievalTrainer"] == "done"
+    assert json.load(open(os.path.join(out, "report.json")))["models"]["baseline"]["blessed"] is True
+
+    # Every artifact ML Metadata holds as LIVE exists on disk; each component's
+    # latest execution is complete or cached.
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = os.path.join(out, "metadata.sqlite")
+    store = mlmd.MetadataStore(connection)
+    live = [a for a in store.get_artifacts() if a.state == metadata_store_pb2.Artifact.LIVE]
+    assert live and all(os.path.exists(a.uri) for a in live)
+    for context in store.get_contexts_by_type("node"):
+        executions = store.get_executions_by_context(context.id)
+        if executions:
+            latest = max(executions, key=lambda e: e.id)
+            assert latest.last_known_state in (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED), context.name
+
+
+def test_push_is_atomic(tmp_path, monkeypatch):
+    model = tmp_path / "model" / "Format-Serving"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"pb")
+    (model / "variables" / "variables.index").write_bytes(b"index")
+    serving = tmp_path / "serving"
+    seen_during_copy = []
+    original_copy = atomic_pusher.io_utils.copy_dir
+
+    def copy_and_look(src, dst, *args, **kwargs):
+        original_copy(src, dst, *args, **kwargs)
+        if str(dst).startswith(str(serving)):
+            seen_during_copy.append(sorted(os.listdir(serving)))
+
+    monkeypatch.setattr(atomic_pusher.io_utils, "copy_dir", copy_and_look)
+    model_artifact = standard_artifacts.Model()
+    model_artifact.uri = str(tmp_path / "model")
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    blessing.set_int_custom_property("blessed", 1)
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / "pushed")
+    destination = json.dumps({"filesystem": {"base_directory": str(serving)}})
+    (serving / "1000").mkdir(parents=True)  # an older version that must stay
+    atomic_pusher.Executor().Do(
+        {"model": [model_artifact], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
+        {"push_destination": destination},
+    )
+    # While files were copied, no new version directory was visible.
+    assert seen_during_copy and all(v == ["1000"] for v in [[n for n in names if not n.startswith(".")] for names in seen_during_copy])
+    versions = sorted(os.listdir(serving))
+    assert len(versions) == 2 and all(v.isdigit() for v in versions)
+    new = os.path.join(serving, versions[-1])
+    assert sorted(os.listdir(new)) == ["saved_model.pb", "variables"]
+    assert pushed.get_int_custom_property("pushed") == 1 and pushed.get_string_custom_property("pushed_destination") == new
+
+
+def test_changed_input_is_reingested_unchanged_input_hits_the_cache(tmp_path):
+    data = _small_data(tmp_path / "data")
+    config = named_config("tutorial", data_path=data, output_dir=str(tmp_path / "out"))
+
+    def ingest():
+        tfx.orchestration.LocalDagRunner().run(
+            create_pipeline(config), run_options=RunOptions(to_nodes=["RatingsExampleGen"])
+        )
+        [examples] = latest_outputs(config, "RatingsExampleGen")["examples"]
+        return examples
+
+    first = ingest()
+    again = ingest()
+    assert again.id == first.id  # cached: the same artifact
+    time.sleep(1.1)  # a new modification time
+    with open(os.path.join(data, "u.data"), "a") as f:
+        f.write("1\t1\t5\t880000000\n")
+    changed = ingest()
+    assert changed.id != first.id
+    assert changed.custom_properties["num_examples_train"].int_value + changed.custom_properties["num_examples_eval"].int_value == 3001
