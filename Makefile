@@ -44,7 +44,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 bench: $(STAMP)
-	$(PY) bench/trainer_bench.py $(if $(DATA),--data $(DATA))
+	$(PY) bench/pipeline_bench.py $(if $(DATA),--data $(DATA)) --script
 
 clean:
 	rm -rf $(OUTPUT) .pytest_cache

@@ -90,7 +90,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
         data = self._read(exec_properties)
         if exec_properties["kind"] == KIND_CATALOG:
-            catalog = list(ml_examples.catalog_examples(data.movies))
+            catalog = ml_examples.catalog_examples(data.movies)
             return {"catalog": pipeline | "Catalog" >> beam.Create(catalog, reshuffle=False)}
 
         ratings = data.ratings
@@ -100,18 +100,15 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             float(exec_properties["train_fraction"]),
             int(exec_properties["seed"]),
         )
-        movies, users = data.movies, data.users
         self._split_sizes = {"train": len(train), "eval": len(evaluation)}
+        encoder = ml_examples.RatingEncoder(data)
         result = {}
         for name, indices in (("train", train), ("eval", evaluation)):
-            chunks = [
-                [(ratings.user_ids[i], ratings.movie_ids[i], float(ratings.ratings[i]), int(ratings.timestamps[i])) for i in chunk]
-                for chunk in np.array_split(indices, max(1, len(indices) // _CHUNK))
-            ]
+            chunks = np.array_split(indices, max(1, len(indices) // _CHUNK))
             result[name] = (
                 pipeline
                 | f"Rows[{name}]" >> beam.Create(chunks, reshuffle=False)
-                | f"ToExamples[{name}]" >> beam.FlatMap(ml_examples.rating_examples, movies, users)
+                | f"ToExamples[{name}]" >> beam.FlatMap(encoder.encode)
             )
         return result
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import time
 from typing import Callable, Dict, Iterator, List, Optional
 
@@ -44,7 +45,8 @@ def _reporting_launches(progress: Progress, timings: List[Dict]) -> Iterator[Non
                 [execution] = m.store.get_executions_by_id([info.execution_id])
             if execution.last_known_state == metadata_store_pb2.Execution.CACHED:
                 state = "cached"
-        timings.append({"component": node, "seconds": round(seconds, 2), "state": state})
+        peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        timings.append({"component": node, "seconds": round(seconds, 2), "state": state, "peak_rss_mb": peak_rss_mb})
         progress(f"{node:<28} {state:<7} {seconds:6.1f}s")
         return info
 

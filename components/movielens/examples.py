@@ -1,4 +1,4 @@
-"""Turns validated MovieLens rows into tf.train.Examples.
+"""Turns validated MovieLens rows into serialized tf.train.Examples.
 
 Feature names follow tensorflow-datasets' `movielens/*-ratings` and
 `movielens/*-movies` where the source has the field:
@@ -8,59 +8,95 @@ Feature names follow tensorflow-datasets' `movielens/*-ratings` and
   reader.GENRES) and, when the layout has a users file, raw_user_age (float),
   user_gender (int64: 1 male, 0 female), user_occupation_text (bytes),
   user_zip_code (bytes).
+
+Rows become Arrow record batches (columns gathered with numpy and Arrow
+`take`, no per-row Python objects) and tfx_bsl's C++ encoder serializes them:
+about 1M ratings in seconds.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
-import tensorflow as tf
+import numpy as np
+import pyarrow as pa
+from tfx_bsl.coders import example_coder
 
-from components.movielens.reader import Movie, User
+from components.movielens.reader import MovieLensData, Movie, User
 
-RatingRow = Tuple[str, str, float, int]  # user_id, movie_id, rating, timestamp
-
-
-def _bytes(value: str) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+_ENCODER = example_coder.RecordBatchToExamplesEncoder()
 
 
-def _ints(values: Sequence[int]) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+def _one_per_row(values: pa.Array) -> pa.LargeListArray:
+    """[v0, v1, ...] -> [[v0], [v1], ...]."""
+    return pa.LargeListArray.from_arrays(pa.array(np.arange(len(values) + 1), pa.int64()), values)
 
 
-def _floats(values: Sequence[float]) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+def _bytes(strings: Sequence[str]) -> pa.LargeListArray:
+    return _one_per_row(pa.array([s.encode("utf-8") for s in strings], pa.large_binary()))
 
 
-def _movie_features(movie_id: str, movie: Movie) -> Dict[str, tf.train.Feature]:
+def _numbers(values: np.ndarray, arrow_type) -> pa.LargeListArray:
+    return _one_per_row(pa.array(values, arrow_type))
+
+
+def _catalog_columns(movies: Dict[str, Movie], order: List[str]) -> Dict[str, pa.Array]:
+    genres = [movies[m].genres for m in order]
+    offsets = np.concatenate([[0], np.cumsum([len(g) for g in genres])]).astype(np.int64)
+    flat = np.fromiter((g for gs in genres for g in gs), dtype=np.int64, count=int(offsets[-1]))
     return {
-        "movie_id": _bytes(movie_id),
-        "movie_title": _bytes(movie.title),
-        "movie_genres": _ints(movie.genres),
+        "movie_id": _bytes(order),
+        "movie_title": _bytes([movies[m].title for m in order]),
+        "movie_genres": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.int64())),
     }
 
 
-def catalog_examples(movies: Dict[str, Movie]) -> Iterator[bytes]:
+def _user_columns(users: Dict[str, User], order: List[str]) -> Dict[str, pa.Array]:
+    return {
+        "raw_user_age": _numbers(np.array([users[u].age for u in order], np.float32), pa.float32()),
+        "user_gender": _numbers(np.array([users[u].gender == "M" for u in order], np.int64), pa.int64()),
+        "user_occupation_text": _bytes([users[u].occupation for u in order]),
+        "user_zip_code": _bytes([users[u].zip_code for u in order]),
+    }
+
+
+def _encode(columns: Dict[str, pa.Array]) -> List[bytes]:
+    names = sorted(columns)
+    return _ENCODER.encode(pa.RecordBatch.from_arrays([columns[n] for n in names], names))
+
+
+def catalog_examples(movies: Dict[str, Movie]) -> List[bytes]:
     """One serialized example per catalog movie, ordered by movie id."""
-    for movie_id in sorted(movies, key=int):
-        features = _movie_features(movie_id, movies[movie_id])
-        yield tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    return _encode(_catalog_columns(movies, sorted(movies, key=int)))
 
 
-def rating_examples(
-    rows: Iterable[RatingRow], movies: Dict[str, Movie], users: Optional[Dict[str, User]]
-) -> Iterator[bytes]:
-    """One serialized example per rating, joined with its movie and user."""
-    for user_id, movie_id, rating, timestamp in rows:
-        features = _movie_features(movie_id, movies[movie_id])
-        features["user_id"] = _bytes(user_id)
-        features["timestamp"] = _ints([timestamp])
-        features["user_rating"] = _floats([rating])
-        if users is not None:
-            user = users[user_id]
-            features["raw_user_age"] = _floats([user.age])
-            features["user_gender"] = _ints([1 if user.gender == "M" else 0])
-            features["user_occupation_text"] = _bytes(user.occupation)
-            features["user_zip_code"] = _bytes(user.zip_code)
-        yield tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+class RatingEncoder:
+    """Serializes ratings (joined with their movie and user) by row index."""
+
+    def __init__(self, data: MovieLensData):
+        ratings = data.ratings
+        movie_order = sorted(data.movies, key=int)
+        movie_position = {m: i for i, m in enumerate(movie_order)}
+        self._catalog = _catalog_columns(data.movies, movie_order)
+        self._movie_index = np.array([movie_position[m] for m in ratings.movie_ids], np.int64)
+        self._user_ids = ratings.user_ids
+        self._ratings = ratings.ratings
+        self._timestamps = ratings.timestamps
+        self._users: Optional[Dict[str, pa.Array]] = None
+        if data.users is not None:
+            user_order = sorted(data.users, key=int)
+            user_position = {u: i for i, u in enumerate(user_order)}
+            self._users = _user_columns(data.users, user_order)
+            self._user_index = np.array([user_position[u] for u in ratings.user_ids], np.int64)
+
+    def encode(self, rows: np.ndarray) -> List[bytes]:
+        """Serialized examples of the ratings at row indices `rows`, in that order."""
+        movies = pa.array(self._movie_index[rows])
+        columns = {name: column.take(movies) for name, column in self._catalog.items()}
+        columns["user_id"] = _bytes([self._user_ids[i] for i in rows])
+        columns["timestamp"] = _numbers(self._timestamps[rows], pa.int64())
+        columns["user_rating"] = _numbers(self._ratings[rows], pa.float32())
+        if self._users is not None:
+            users = pa.array(self._user_index[rows])
+            columns.update({name: column.take(users) for name, column in self._users.items()})
+        return _encode(columns)

@@ -1,0 +1,101 @@
+"""Benchmarks of the whole pipeline (both models), cold, on this machine.
+
+  python bench/pipeline_bench.py [--data DIR] [--configs tutorial,default] [--script]
+  python bench/pipeline_bench.py --synthetic 1000000 [--configs default]
+
+For each config, in a fresh process and a fresh output directory, it runs the
+main job (baseline then timestamp model) and prints per-component wall time
+(and the process's peak RSS when the component ended), the Trainer's time,
+total wall time, peak RSS and eval top-100 accuracies. With --script it also
+runs bench/tutorial_script.py (the tutorial as a plain TFRS script) on the
+same data and prints the ratio pipeline (tutorial config) / script.
+With --synthetic N it first generates N ratings (ml-1m layout, N/160 users,
+N/270 movies, popularity skew and time-of-day structure).
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def run_one(config_name: str, data: str) -> dict:
+    from pipeline.config import named_config
+    from pipeline.job import run_job
+    from pipeline.logs import quiet_logs
+
+    output = tempfile.mkdtemp(prefix=f"bench-{config_name}-")
+    with quiet_logs(os.path.join(output, "run.log")):
+        result = run_job(named_config(config_name, data_path=data, output_dir=output))
+    return {
+        "timings": result["timings"],
+        "eval_top_100": {v: result["models"][v]["eval"]["top_100"] for v in ("baseline", "timestamp")},
+        "popularity_top_100": result["models"]["popularity"]["eval"]["top_100"],
+        "wall_seconds": result["wall_seconds"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "output": output,
+    }
+
+
+def _child(args: list) -> dict:
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"benchmark child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_config(name: str, rows: dict) -> None:
+    print(f"\n== config {name}: pipeline, both models, cold")
+    print(f"{'component':<28} {'baseline s':>11} {'timestamp s':>12} {'peak RSS MB':>12}")
+    second = {t["component"]: t for t in rows["timings"]["timestamp"]}
+    for t in rows["timings"]["baseline"]:
+        other = second.get(t["component"], {})
+        print(f"{t['component']:<28} {t['seconds']:>11.1f} {other.get('seconds', 0):>12.1f} "
+              f"{max(t['peak_rss_mb'], other.get('peak_rss_mb', 0)):>12}")
+    top = rows["eval_top_100"]
+    print(f"total wall time {rows['wall_seconds']:.1f} s, peak RSS {rows['peak_rss_mb']} MB; eval top-100: "
+          f"baseline {top['baseline']:.4f}, timestamp {top['timestamp']:.4f} (popularity {rows['popularity_top_100']:.4f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "ml-100k"))
+    parser.add_argument("--configs", default="tutorial,default")
+    parser.add_argument("--script", action="store_true", help="also run the plain tutorial script and compare")
+    parser.add_argument("--synthetic", type=int, default=0, help="generate this many ratings and use them")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.data)))
+        return
+    data = args.data
+    if args.synthetic:
+        from components.movielens import synthetic
+
+        n = args.synthetic
+        data = synthetic.generate(tempfile.mkdtemp(prefix="bench-data-"), layout="ml-1m", num_users=max(50, n // 160),
+                                  num_movies=max(100, n // 270), num_ratings=n, seed=1, time_of_day_effect=0.3, days=1000)
+        print(f"synthetic data: {n} ratings in {data}")
+    results = {}
+    for name in args.configs.split(","):
+        results[name] = _child([__file__, "--data", data, "--one", name])
+        print_config(name, results[name])
+    if args.script:
+        script = _child([os.path.join(HERE, "tutorial_script.py"), "--data", data])
+        print(f"\n== the tutorial as a plain TFRS script: {script['wall_seconds']:.1f} s, peak RSS {script['peak_rss_mb']} MB; "
+              f"test top-100: baseline {script['baseline']['test_top_100']:.4f}, timestamp {script['timestamp']['test_top_100']:.4f}")
+        if "tutorial" in results:
+            ratio = results["tutorial"]["wall_seconds"] / script["wall_seconds"]
+            print(f"pipeline (tutorial config) / script wall time: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
