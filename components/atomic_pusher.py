@@ -46,10 +46,15 @@ class Executor(pusher_executor.Executor):
         version = next_version(base)
         staging = os.path.join(base, f".tmp-{version}-{os.getpid()}")
         serving_path = os.path.join(base, version)
-        io_utils.copy_dir(model_path, staging)
-        fileio.rename(staging, serving_path)
-        logging.info("Model written to serving path %s.", serving_path)
         io_utils.copy_dir(model_path, model_push.uri)  # archived copy, as TFX does
+        try:
+            io_utils.copy_dir(model_path, staging)
+            fileio.rename(staging, serving_path)  # the version appears complete, last
+        except Exception:
+            if fileio.exists(staging):
+                fileio.rmtree(staging)  # e.g. a full disk: leave nothing half-written
+            raise
+        logging.info("Model written to serving path %s.", serving_path)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
 
 

@@ -25,23 +25,32 @@ from pipeline.config import NAMED_CONFIGS, PipelineConfig, named_config  # noqa:
 LOG_FILE = "run.log"
 # Storage errors reported as such (with the path), not as a traceback.
 _STORAGE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
+# How SQLite (ML Metadata) and TensorFlow's file system report a full disk.
+_DISK_FULL = ("database or disk is full", "No space left on device")
 
 
 class UserError(Exception):
     """An error the user can fix; printed without a traceback."""
 
 
-def _user_error(error: BaseException) -> Optional[BaseException]:
+def _user_error(error: BaseException, output_dir: Optional[str] = None) -> Optional[BaseException]:
     """The first user-fixable error in `error`'s cause chain, if any."""
-    from components.data_gate import DataValidationError
-    from pipeline.lock import OutputInUse, OutputNotWritable
-
+    # Only classes of modules already imported can match (importing TFX here
+    # would print to the terminal).
+    user_types = [DataError, UserError]
+    for module, name in (("components.data_gate", "DataValidationError"),
+                         ("pipeline.lock", "OutputInUse"), ("pipeline.lock", "OutputNotWritable")):
+        if module in sys.modules:
+            user_types.append(getattr(sys.modules[module], name))
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, (DataError, DataValidationError, UserError, OutputInUse, OutputNotWritable)):
+        if isinstance(error, tuple(user_types)):
             return error
         if isinstance(error, OSError) and error.errno in _STORAGE_ERRORS and error.filename:
             return UserError(f"cannot write {error.filename}: {error.strerror}")
+        if output_dir and any(text in str(error) for text in _DISK_FULL):
+            return UserError(f"cannot write {os.path.abspath(output_dir)}: no space left on the device "
+                             f"({str(error).splitlines()[0][:200]})")
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
@@ -242,7 +251,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except Exception as error:  # noqa: BLE001 - turned into a message below
-        user_error = _user_error(error)
+        user_error = _user_error(error, getattr(args, "output", None))
         if user_error is None:
             raise
         print(f"error: {user_error}", file=sys.stderr)

@@ -132,3 +132,45 @@ def test_changed_input_is_reingested_unchanged_input_hits_the_cache(tmp_path):
     changed = ingest()
     assert changed.id != first.id
     assert changed.custom_properties["num_examples_train"].int_value + changed.custom_properties["num_examples_eval"].int_value == 3001
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 2 MB tmpfs (needs root and mount, as on the project's machines)."""
+    mount_point = tmp_path / "fs"
+    mount_point.mkdir()
+
+    def mount(options):
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+        return str(mount_point)
+
+    yield mount
+    subprocess.run(["umount", str(mount_point)], capture_output=True)
+
+
+def test_read_only_output_directory_is_a_clear_error(tmp_path, small_filesystem):
+    data, out = _small_data(tmp_path / "data"), os.path.join(small_filesystem("size=1m,ro"), "out")
+    result = subprocess.run([CLI, "run", "--data", data, "--output", out, *FAST], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert f"error: cannot write {out}: Read-only file system" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_full_disk_is_a_clear_error_and_registers_nothing_half_written(tmp_path, small_filesystem):
+    data, out = _small_data(tmp_path / "data"), os.path.join(small_filesystem("size=2m"), "out")
+    result = subprocess.run([CLI, "run", "--data", data, "--output", out, *FAST], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"error: cannot write {out}: no space left on the device" in result.stderr
+    assert "Traceback" not in result.stderr
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = os.path.join(out, "metadata.sqlite")
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = mlmd.MetadataStore(connection)
+    live = [a for a in store.get_artifacts() if a.state == metadata_store_pb2.Artifact.LIVE]
+    assert all(os.path.exists(a.uri) for a in live)
+    serving = os.path.join(out, "serving", "movielens_retrieval")
+    for version in os.listdir(serving) if os.path.exists(serving) else []:
+        assert version.isdigit(), version  # no staging directory left behind
+        assert sorted(os.listdir(os.path.join(serving, version))) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
