@@ -17,7 +17,7 @@ artifact, whose custom properties count them.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -63,18 +63,6 @@ def _data_path(input_base: str, pattern: str) -> str:
     return input_base if pattern == "*" else files.join(input_base, pattern)
 
 
-_cache: Dict[Tuple, reader.MovieLensData] = {}
-
-
-def _load(path: str, max_bad_rows: int) -> reader.MovieLensData:
-    """reader.load, memoised on the file's identity (both instances read it)."""
-    key = (path, max_bad_rows, files.identity(path))
-    if key not in _cache:
-        _cache.clear()
-        _cache[key] = reader.load(path, max_bad_rows=max_bad_rows)
-    return _cache[key]
-
-
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """Reads MovieLens once and returns every output split."""
 
@@ -85,7 +73,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         path = _data_path(exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits[0].pattern)
-        return _load(path, int(exec_properties["max_bad_rows"]))
+        return reader.load_cached(path, int(exec_properties["max_bad_rows"]))
 
     def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
         data = self._read(exec_properties)

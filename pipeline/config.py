@@ -9,8 +9,9 @@ context-features tutorial, exactly) and `default` (improved).
 from __future__ import annotations
 
 import dataclasses
-import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
+
+from components.movielens import files
 
 TOP_KS: Tuple[int, ...] = (1, 5, 10, 50, 100)
 GATE_K = 100  # the Evaluator blesses on top-100 accuracy
@@ -177,38 +178,25 @@ class PipelineConfig:
 
     @property
     def pipeline_root(self) -> str:
-        return _join(self.output_dir, "pipeline")
+        return files.join(self.output_dir, "pipeline")
 
     @property
     def metadata_path(self) -> str:
-        return _join(self.output_dir, "metadata.sqlite")
+        return files.join(self.output_dir, "metadata.sqlite")
 
     @property
     def serving_dir(self) -> str:
-        return _join(self.output_dir, "serving")
+        return files.join(self.output_dir, "serving")
 
     @property
     def model_serving_dir(self) -> str:
-        return _join(self.serving_dir, self.model_name)
+        return files.join(self.serving_dir, self.model_name)
 
     def replace(self, **changes) -> "PipelineConfig":
         return dataclasses.replace(self, **changes)
 
     def with_model(self, **changes) -> "PipelineConfig":
         return dataclasses.replace(self, model=dataclasses.replace(self.model, **changes))
-
-
-def is_remote(path: str) -> bool:
-    """True for a URI such as gs://bucket/dir (not a local path)."""
-    return "://" in path
-
-
-def absolute(path: str) -> str:
-    return path if is_remote(path) else os.path.abspath(path)
-
-
-def _join(base: str, name: str) -> str:
-    return f"{base.rstrip('/')}/{name}" if is_remote(base) else os.path.join(base, name)
 
 
 def named_config(name: str, **changes) -> PipelineConfig:

@@ -26,7 +26,7 @@ VARIANTS = {"baseline": False, "timestamp": True}  # name -> use_timestamps
 
 def dataset_summary(config: PipelineConfig) -> Dict:
     """Reads and validates the data (fails fast, before any component runs)."""
-    data = reader.load(config.data_path, max_bad_rows=config.max_bad_rows)
+    data = reader.load_cached(config.data_path, max_bad_rows=config.max_bad_rows)
     train, evaluation = reader.split_indices(data.ratings.timestamps, config.split, config.train_fraction, config.split_seed)
     return {
         "summary": {

@@ -15,9 +15,10 @@ from tfx import v1 as tfx
 from components.atomic_pusher import AtomicPusher
 from components.data_gate import DataGate
 from components.example_gen import KIND_CATALOG, KIND_RATINGS, MovieLensExampleGen
+from components.movielens import files
 from components.retrieval_trainer import RetrievalTrainer
 from pipeline import evaluation
-from pipeline.config import PipelineConfig, absolute, is_remote
+from pipeline.config import PipelineConfig
 
 PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
@@ -88,7 +89,7 @@ def create_components(config: PipelineConfig) -> List:
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=absolute(config.model_serving_dir)
+                base_directory=files.absolute(config.model_serving_dir)
             )
         ),
     ).with_id("Pusher")
@@ -114,11 +115,11 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     or Vertex AI (a remote output_dir) the orchestrator provides it.
     """
     metadata = None
-    if config.cloud is None and not is_remote(config.output_dir):
-        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(absolute(config.metadata_path))
+    if config.cloud is None and not files.is_remote(config.output_dir):
+        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(files.absolute(config.metadata_path))
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
-        pipeline_root=absolute(config.pipeline_root),
+        pipeline_root=files.absolute(config.pipeline_root),
         components=create_components(config),
         enable_cache=True,
         metadata_connection_config=metadata,

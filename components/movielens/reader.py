@@ -181,9 +181,9 @@ def _checked_member(archive: str, info: zipfile.ZipInfo) -> str:
 
 def _detect_layout(path: str, names: Sequence[str]) -> Tuple[str, str]:
     found = []
-    for layout, files in LAYOUT_FILES.items():
+    for layout, layout_files in LAYOUT_FILES.items():
         for name in names:
-            if posixpath.basename(name) == files["ratings"]:
+            if posixpath.basename(name) == layout_files["ratings"]:
                 found.append((posixpath.dirname(name).count("/") + bool(posixpath.dirname(name)), layout, posixpath.dirname(name)))
     if not found:
         expected = ", ".join(f"{f['ratings']} ({layout})" for layout, f in LAYOUT_FILES.items())
@@ -393,6 +393,18 @@ def load(path: str, max_bad_rows: int = 0) -> MovieLensData:
         raise DataError(f"{display}: no usable ratings")
     ratings = Ratings(user_ids, movie_ids, np.asarray(values, np.float32), np.asarray(timestamps, np.int64))
     return MovieLensData(source.layout, path, movies, users, ratings, bad)
+
+
+_cache: Dict[Tuple, MovieLensData] = {}
+
+
+def load_cached(path: str, max_bad_rows: int = 0) -> MovieLensData:
+    """`load`, remembered for as long as the files keep their size and modification time."""
+    key = (path, max_bad_rows, files.identity(path))
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = load(path, max_bad_rows=max_bad_rows)
+    return _cache[key]
 
 
 # ---------------------------------------------------------------------------
