@@ -27,7 +27,8 @@ from trainer.model import CandidateTower, QueryTower, RetrievalModel
 from transform import features as F
 
 METRICS_FILE = "metrics.json"
-_SHUFFLE_BUFFER = 200_000
+# Features whose values give every rating example a canonical position.
+_ORDER_KEYS = (F.USER_INDEX, F.TITLE_INDEX, F.TIMESTAMP_Z)
 
 
 def examples_dataset(
@@ -35,18 +36,27 @@ def examples_dataset(
 ) -> tf.data.Dataset:
     """Batches of parsed examples from gzipped TFRecords, one pass.
 
-    With `shuffle_seed` the examples are shuffled (a new, seeded order each
-    epoch); the serialized records are cached in memory after the first pass.
+    With `shuffle_seed` the examples are shuffled, a new seeded order each
+    epoch, starting from a canonical order (sorted by user, title, timestamp):
+    ExampleGen writes its splits in no fixed order, and this keeps training
+    reproducible. The split is then held in memory.
     """
     files = sorted(tf.io.gfile.glob(file_pattern))
     if not files:
         raise FileNotFoundError(f"no example files match {file_pattern}")
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").cache()
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(_SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    if shuffle_seed is None:
+        dataset = records
+    else:
+        everything = tf.concat(list(records.batch(100_000)), axis=0)
+        keys = tf.io.parse_example(everything, {name: feature_spec[name] for name in _ORDER_KEYS})
+        order = np.lexsort([keys[name].numpy() for name in reversed(_ORDER_KEYS)])
+        dataset = tf.data.Dataset.from_tensor_slices(tf.gather(everything, order)).shuffle(
+            len(order), seed=shuffle_seed, reshuffle_each_iteration=True
+        )
     return (
         dataset.batch(batch_size)
-        .map(lambda records: tf.io.parse_example(records, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda batch: tf.io.parse_example(batch, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -139,6 +149,8 @@ def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.d
 
 def run_fn(fn_args) -> None:
     config = ModelConfig.from_custom_config(fn_args.custom_config)
+    # Seeded and deterministic kernels: the same data and config train the same model.
+    tf.config.experimental.enable_op_determinism()
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = tf_transform_output.transformed_feature_spec()
     train_files, eval_files = _one(fn_args.train_files), _one(fn_args.eval_files)
