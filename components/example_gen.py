@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 import apache_beam as beam
-import numpy as np
 import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
