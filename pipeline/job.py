@@ -9,7 +9,6 @@ popularity floor, the baseline and the timestamp model side by side.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Callable, Dict, Optional, Sequence
@@ -91,8 +90,3 @@ def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
     }
     report.write(result, config.output_dir)
     return result
-
-
-def load_report(output_dir: str) -> Dict:
-    with open(os.path.join(output_dir, report.JSON_FILE)) as f:
-        return json.load(f)
