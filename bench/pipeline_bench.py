@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 
 def run_one(config_name: str, data: str) -> dict:
-    from pipeline.config import named_config
+    from pipeline.config import VARIANTS, named_config
     from pipeline.job import run_job
     from pipeline.logs import quiet_logs
 
@@ -37,7 +37,7 @@ def run_one(config_name: str, data: str) -> dict:
         result = run_job(named_config(config_name, data_path=data, output_dir=output))
     return {
         "timings": result["timings"],
-        "eval_top_100": {v: result["models"][v]["eval"]["top_100"] for v in ("baseline", "timestamp")},
+        "eval_top_100": {v: result["models"][v]["eval"]["top_100"] for v in VARIANTS},
         "popularity_top_100": result["models"]["popularity"]["eval"]["top_100"],
         "wall_seconds": result["wall_seconds"],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

@@ -20,7 +20,7 @@ import time  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
 from components.movielens.reader import SPLIT_METHODS, DataError  # noqa: E402
-from pipeline.config import NAMED_CONFIGS, PipelineConfig, named_config  # noqa: E402
+from pipeline.config import NAMED_CONFIGS, VARIANTS, PipelineConfig, named_config  # noqa: E402
 
 LOG_FILE = "run.log"
 # Storage errors reported as such (with the path), not as a traceback.
@@ -173,7 +173,7 @@ def cmd_compile(args) -> int:
 def cmd_submit(args) -> int:
     from pipeline import kubeflow_runner
 
-    names = list(kubeflow_runner.VARIANTS) if args.variant == "both" else [args.variant]
+    names = list(VARIANTS) if args.variant == "both" else [args.variant]
     for name in names:
         try:
             arguments = kubeflow_runner.job_arguments(args.spec, name, args.project, args.region, args.service_account)
@@ -205,7 +205,7 @@ def parser() -> argparse.ArgumentParser:
                      help="minimum eval top-100 accuracy to bless (default: the popularity baseline's)")
     run.add_argument("--min-improvement", type=float, default=0.0,
                      help="top-100 improvement over the latest blessed model needed to bless")
-    run.add_argument("--variants", default="baseline,timestamp", help="which models to train, in order")
+    run.add_argument("--variants", default=",".join(VARIANTS), help="which models to train, in order")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model hyperparameter, e.g. epochs=5")
     run.set_defaults(func=cmd_run)
 
@@ -235,7 +235,7 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--spec", default="pipeline.json")
     submit.add_argument("--project", required=True)
     submit.add_argument("--region", default="us-central1")
-    submit.add_argument("--variant", default="both", choices=("baseline", "timestamp", "both"))
+    submit.add_argument("--variant", default="both", choices=(*VARIANTS, "both"))
     submit.add_argument("--service-account", default="")
     submit.add_argument("--dry-run", action="store_true", help="print the PipelineJob arguments, submit nothing")
     submit.set_defaults(func=cmd_submit)
@@ -245,9 +245,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "variants", None):
-        unknown = set(args.variants.split(",")) - {"baseline", "timestamp"}
+        unknown = set(args.variants.split(",")) - set(VARIANTS)
         if unknown:
-            parser().error(f"--variants: unknown {', '.join(sorted(unknown))} (use baseline,timestamp)")
+            parser().error(f"--variants: unknown {', '.join(sorted(unknown))} (use {','.join(VARIANTS)})")
     try:
         return args.func(args)
     except Exception as error:  # noqa: BLE001 - turned into a message below

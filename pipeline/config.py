@@ -14,6 +14,8 @@ from typing import Dict, Optional, Tuple
 from components.movielens import files
 
 TOP_KS: Tuple[int, ...] = (1, 5, 10, 50, 100)
+# The two models the job trains, in order: name -> use_timestamps.
+VARIANTS: Dict[str, bool] = {"baseline": False, "timestamp": True}
 GATE_K = 100  # the Evaluator blesses on top-100 accuracy
 
 

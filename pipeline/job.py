@@ -15,12 +15,11 @@ from typing import Callable, Dict, Optional, Sequence
 
 from components.movielens import reader
 from pipeline import lock, report
-from pipeline.config import TOP_KS, PipelineConfig
+from pipeline.config import TOP_KS, VARIANTS, PipelineConfig
 from pipeline.local_runner import run_pipeline
 from pipeline.results import variant_result
 from trainer.popularity import popularity_top_k
 
-VARIANTS = {"baseline": False, "timestamp": True}  # name -> use_timestamps
 
 
 def dataset_summary(config: PipelineConfig) -> Dict:

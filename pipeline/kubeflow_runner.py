@@ -15,11 +15,9 @@ from typing import Dict
 
 from tfx import v1 as tfx
 
-from pipeline.config import PipelineConfig
+from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.pipeline import MODEL_CONFIG_PARAMETER, create_pipeline
 
-TARGETS = ("vertex", "kubeflow")
-VARIANTS = {"baseline": False, "timestamp": True}
 
 
 # TFX 1.16 writes root parameters with the deprecated `type` field; current

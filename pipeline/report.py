@@ -6,10 +6,12 @@ import json
 import os
 from typing import Dict, List
 
+from pipeline.config import VARIANTS
+
 JSON_FILE = "report.json"
 MARKDOWN_FILE = "report.md"
 PLOT_FILE = "top_k.png"
-MODEL_ORDER = ("popularity", "baseline", "timestamp")
+MODEL_ORDER = ("popularity", *VARIANTS)
 
 
 def _ks(result: Dict) -> List[str]:
