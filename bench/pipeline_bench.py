@@ -2,6 +2,8 @@
 
   python bench/pipeline_bench.py [--data DIR] [--configs tutorial,default] [--script]
   python bench/pipeline_bench.py --synthetic 1000000 [--configs default]
+  python bench/pipeline_bench.py --synthetic 10000000 --configs default \
+      --set epochs=3 --set batch_size=4096 --train-fraction 0.95
 
 For each config, in a fresh process and a fresh output directory, it runs the
 main job (baseline then timestamp model) and prints per-component wall time
@@ -10,7 +12,8 @@ total wall time, peak RSS and eval top-100 accuracies. With --script it also
 runs bench/tutorial_script.py (the tutorial as a plain TFRS script) on the
 same data and prints the ratio pipeline (tutorial config) / script.
 With --synthetic N it first generates N ratings (ml-1m layout, N/160 users,
-N/270 movies, popularity skew and time-of-day structure).
+N/270 movies, popularity skew and time-of-day structure). --set and
+--train-fraction change the config as they do for `movielens-tfx run`.
 """
 
 import argparse
@@ -27,14 +30,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 
-def run_one(config_name: str, data: str) -> dict:
+def run_one(config_name: str, data: str, train_fraction: float, overrides: list) -> dict:
+    from pipeline.cli import model_overrides
     from pipeline.config import VARIANTS, named_config
     from pipeline.job import run_job
     from pipeline.logs import quiet_logs
 
     output = tempfile.mkdtemp(prefix=f"bench-{config_name}-")
+    config = named_config(config_name, data_path=data, output_dir=output, train_fraction=train_fraction)
+    config = config.with_model(**model_overrides(overrides))
     with quiet_logs(os.path.join(output, "run.log")):
-        result = run_job(named_config(config_name, data_path=data, output_dir=output))
+        result = run_job(config)
     return {
         "timings": result["timings"],
         "eval_top_100": {v: result["models"][v]["eval"]["top_100"] for v in VARIANTS},
@@ -71,10 +77,12 @@ def main() -> None:
     parser.add_argument("--configs", default="tutorial,default")
     parser.add_argument("--script", action="store_true", help="also run the plain tutorial script and compare")
     parser.add_argument("--synthetic", type=int, default=0, help="generate this many ratings and use them")
+    parser.add_argument("--train-fraction", type=float, default=0.8)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.data)))
+        print(json.dumps(run_one(args.one, args.data, args.train_fraction, args.set)))
         return
     data = args.data
     if args.synthetic:
@@ -86,7 +94,8 @@ def main() -> None:
         print(f"synthetic data: {n} ratings in {data}")
     results = {}
     for name in args.configs.split(","):
-        results[name] = _child([__file__, "--data", data, "--one", name])
+        overrides = [f"--set={pair}" for pair in args.set]
+        results[name] = _child([__file__, "--data", data, "--train-fraction", str(args.train_fraction), *overrides, "--one", name])
         print_config(name, results[name])
     if args.script:
         script = _child([os.path.join(HERE, "tutorial_script.py"), "--data", data])

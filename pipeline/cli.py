@@ -56,7 +56,8 @@ def _user_error(error: BaseException, output_dir: Optional[str] = None) -> Optio
     return None
 
 
-def _model_overrides(pairs: List[str]) -> dict:
+def model_overrides(pairs: List[str]) -> dict:
+    """ModelConfig changes from KEY=VALUE strings (VALUE parsed as JSON when it is JSON)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -85,7 +86,7 @@ def build_config(args) -> PipelineConfig:
         value_floor=args.value_floor,
         min_improvement=args.min_improvement,
     )
-    overrides = _model_overrides(args.set or [])
+    overrides = model_overrides(args.set or [])
     if overrides:
         try:
             config = config.with_model(**overrides)

@@ -1,7 +1,8 @@
 """The MovieLens retrieval pipeline: `create_pipeline(config)`.
 
 RatingsExampleGen, CatalogExampleGen -> StatisticsGen -> SchemaGen ->
-ExampleValidator -> DataGate -> Transform -> Trainer (+ catalog) ->
+ExampleValidator -> DataGate -> Transform (analysis: the transform graph) ->
+Trainer (raw ratings through the transform graph, + catalog) ->
 Evaluator (against the latest blessed model) -> Pusher.
 """
 
@@ -56,11 +57,17 @@ def create_components(config: PipelineConfig) -> List:
         preprocessing_fn=PREPROCESSING_FN,
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
         custom_config=config.transform.to_custom_config(),
+        # StatisticsGen and ExampleValidator already guard the raw data; TFDV
+        # statistics of Transform's input and output would double its time.
+        disable_statistics=True,
+        # The Trainer applies the Transform graph itself (the layer it exports),
+        # so Transform only analyzes: no transformed copy of the ratings.
+        materialize=False,
     )
     transform.add_upstream_node(data_gate)
 
     trainer = RetrievalTrainer(
-        examples=transform.outputs["transformed_examples"],
+        examples=ratings_gen.outputs["examples"],
         catalog=catalog_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         run_fn=RUN_FN,

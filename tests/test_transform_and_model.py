@@ -109,7 +109,7 @@ def _train_and_measure(planted, config):
     tft_output = planted["tft"]
     model = task.build_model(tft_output, config)
     model.fit(_dataset(planted["train"], tft_output, config.batch_size).shuffle(64, seed=0), epochs=config.epochs, verbose=0)
-    candidates = task.catalog_embeddings(model, tft_output, planted["catalog_titles"])
+    candidates = task.catalog_embeddings(model, tft_output.transform_features_layer(), planted["catalog_titles"])
     metrics = task.factorized_top_k(model, candidates, _dataset(planted["eval"], tft_output, 1024), TOP_KS)
     return model, candidates, metrics
 

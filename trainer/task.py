@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
+from tensorflow.python.autograph.core import config as autograph_config
 
 from components.retrieval_trainer import CATALOG_PATTERN_CONFIG_KEY
 from pipeline.config import TOP_KS, ModelConfig
@@ -26,37 +27,60 @@ from trainer import export
 from trainer.model import CandidateTower, QueryTower, RetrievalModel
 from transform import features as F
 
+# AutoGraph leaves Keras alone by its module name, "keras"; the Keras 2 that
+# TFRS and TFT need is now the package "tf_keras", which it converts function
+# by function: ~12 s of the first training run. Give tf_keras the rule Keras 2
+# had under TF <= 2.15.
+if not any(getattr(rule, "_prefix", None) == "tf_keras" for rule in autograph_config.CONVERSION_RULES):
+    autograph_config.CONVERSION_RULES = (autograph_config.DoNotConvert("tf_keras"),) + autograph_config.CONVERSION_RULES
+
 METRICS_FILE = "metrics.json"
+# Train accuracy is a diagnostic (over-fitting): it is measured on a seeded
+# sample of at most this many train examples (all of ml-100k's 80,000).
+TRAIN_METRICS_MAX_EXAMPLES = 100_000
+_METRICS_BATCH = 4096
+# The raw rating features the model reads, through the Transform layer.
+RAW_RATING_SPEC = {
+    F.USER_ID: tf.io.FixedLenFeature([], tf.string),
+    F.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
+    F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+}
 # Features whose values give every rating example a canonical position.
-_ORDER_KEYS = (F.USER_INDEX, F.TITLE_INDEX, F.TIMESTAMP_Z)
+_ORDER_KEYS = (F.USER_ID, F.MOVIE_TITLE, F.TIMESTAMP)
 
 
-def examples_dataset(
-    file_pattern: str, feature_spec: Dict, batch_size: int, shuffle_seed=None
-) -> tf.data.Dataset:
-    """Batches of parsed examples from gzipped TFRecords, one pass.
+def records(file_pattern: str, shuffle_seed=None) -> tf.data.Dataset:
+    """Serialized tf.Examples, string [], from gzipped TFRecords, one pass.
 
-    With `shuffle_seed` the examples are shuffled, a new seeded order each
-    epoch, starting from a canonical order (sorted by user, title, timestamp):
+    With `shuffle_seed` they are shuffled, a new seeded order each epoch,
+    starting from a canonical order (sorted by user, title, timestamp):
     ExampleGen writes its splits in no fixed order, and this keeps training
     reproducible. The split is then held in memory.
     """
     files = sorted(tf.io.gfile.glob(file_pattern))
     if not files:
         raise FileNotFoundError(f"no example files match {file_pattern}")
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
     if shuffle_seed is None:
-        dataset = records
-    else:
-        everything = tf.concat(list(records.batch(100_000)), axis=0)
-        keys = tf.io.parse_example(everything, {name: feature_spec[name] for name in _ORDER_KEYS})
-        order = np.lexsort([keys[name].numpy() for name in reversed(_ORDER_KEYS)])
-        dataset = tf.data.Dataset.from_tensor_slices(tf.gather(everything, order)).shuffle(
-            len(order), seed=shuffle_seed, reshuffle_each_iteration=True
-        )
+        return dataset
+    everything = tf.concat(list(dataset.batch(100_000)), axis=0)
+    keys = tf.io.parse_example(everything, RAW_RATING_SPEC)
+    order = np.lexsort([keys[name].numpy() for name in reversed(_ORDER_KEYS)])
+    return tf.data.Dataset.from_tensor_slices(tf.gather(everything, order)).shuffle(
+        len(order), seed=shuffle_seed, reshuffle_each_iteration=True
+    )
+
+
+def rating_batches(file_pattern: str, transform_layer, batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
+    """Batches of transformed rating features (transform.features), one pass.
+
+    Read from ExampleGen's raw examples through `transform_layer`, the same
+    Transform layer the exported model applies to its raw inputs.
+    """
     return (
-        dataset.batch(batch_size)
-        .map(lambda batch: tf.io.parse_example(batch, feature_spec), num_parallel_calls=tf.data.AUTOTUNE)
+        records(file_pattern, shuffle_seed).batch(batch_size)
+        .map(lambda batch: export.transform_raw(transform_layer, tf.io.parse_example(batch, RAW_RATING_SPEC)),
+             num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -68,7 +92,7 @@ def read_catalog(file_pattern: str) -> Dict[str, np.ndarray]:
         F.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
     }
     columns = {F.MOVIE_ID: [], F.MOVIE_TITLE: []}
-    for batch in examples_dataset(file_pattern, spec, 4096):
+    for batch in records(file_pattern).batch(_METRICS_BATCH).map(lambda batch: tf.io.parse_example(batch, spec)):
         for key in columns:
             columns[key].append(batch[key].numpy())
     return {key: np.concatenate(value) for key, value in columns.items()}
@@ -119,10 +143,9 @@ def _feature_index(tf_transform_output, name: str) -> int:
     raise KeyError(name)
 
 
-def catalog_embeddings(model: RetrievalModel, tf_transform_output: tft.TFTransformOutput, titles: np.ndarray) -> tf.Tensor:
+def catalog_embeddings(model: RetrievalModel, transform_layer, titles: np.ndarray) -> tf.Tensor:
     """Candidate embeddings of the catalog, float32 [num_movies, embedding_dim]."""
-    transform_layer = tf_transform_output.transform_features_layer()
-    dataset = tf.data.Dataset.from_tensor_slices(titles).batch(4096)
+    dataset = tf.data.Dataset.from_tensor_slices(titles).batch(_METRICS_BATCH)
     return tf.concat(
         [model.candidate_tower(export.transform_raw(transform_layer, {F.MOVIE_TITLE: batch})) for batch in dataset], axis=0
     )
@@ -132,13 +155,16 @@ def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.d
     """tfrs.metrics.FactorizedTopK accuracies of `model` over the catalog.
 
     candidates: float32 [num_movies, embedding_dim]; dataset: batches of
-    transformed rating examples.
+    transformed rating features (rating_batches).
     """
-    metric = tfrs.metrics.FactorizedTopK(
-        candidates=tf.data.Dataset.from_tensor_slices(candidates).batch(4096), ks=tuple(ks)
-    )
+    # A brute-force index (one matmul and top-k per batch) rather than a
+    # streamed candidate dataset: the same scores, without a tf.data pass over
+    # the catalog for every batch.
+    index = tfrs.layers.factorized_top_k.BruteForce(k=max(ks))
+    index.index(candidates)
+    metric = tfrs.metrics.FactorizedTopK(candidates=index, ks=tuple(ks))
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def update(batch):
         metric.update_state(model.query_tower(batch), model.candidate_tower(batch))
 
@@ -152,24 +178,25 @@ def run_fn(fn_args) -> None:
     # Seeded and deterministic kernels: the same data and config train the same model.
     tf.config.experimental.enable_op_determinism()
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    spec = tf_transform_output.transformed_feature_spec()
+    transform_layer = tf_transform_output.transform_features_layer()
     train_files, eval_files = _one(fn_args.train_files), _one(fn_args.eval_files)
 
     model = build_model(tf_transform_output, config)
-    train = examples_dataset(train_files, spec, config.batch_size, shuffle_seed=config.seed)
+    train = rating_batches(train_files, transform_layer, config.batch_size, shuffle_seed=config.seed)
     started = time.time()
     history = model.fit(train, epochs=config.epochs, verbose=0)
     train_seconds = time.time() - started
 
+    train_sample = train.take(-(-TRAIN_METRICS_MAX_EXAMPLES // config.batch_size))
     catalog = read_catalog(fn_args.custom_config[CATALOG_PATTERN_CONFIG_KEY])
-    candidates = catalog_embeddings(model, tf_transform_output, catalog[F.MOVIE_TITLE])
+    candidates = catalog_embeddings(model, transform_layer, catalog[F.MOVIE_TITLE])
     metrics = {
         "config": config.to_custom_config(),
         "train_seconds": train_seconds,
         "loss": [float(x) for x in history.history["loss"]],
         "catalog_size": int(len(catalog[F.MOVIE_ID])),
-        "train": factorized_top_k(model, candidates, examples_dataset(train_files, spec, 4096), TOP_KS),
-        "eval": factorized_top_k(model, candidates, examples_dataset(eval_files, spec, 4096), TOP_KS),
+        "train": factorized_top_k(model, candidates, train_sample, TOP_KS),
+        "eval": factorized_top_k(model, candidates, rating_batches(eval_files, transform_layer, _METRICS_BATCH), TOP_KS),
     }
     logging.info("retrieval metrics: %s", metrics)
     os.makedirs(fn_args.model_run_dir, exist_ok=True)

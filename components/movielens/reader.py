@@ -369,9 +369,12 @@ def load(path: str, max_bad_rows: int = 0) -> MovieLensData:
     display = source.display(name)
     encoding, parse, header = _PARSERS[source.layout]["ratings"]
     user_ids, movie_ids, values, timestamps = [], [], [], []
+    # One string object per distinct id, not per rating (10M ratings: ~1 GB less).
+    seen_ids: Dict[str, str] = {}
     for number, text in _lines(source, name, encoding, bad, header=header):
         try:
             user, movie, value, ts = parse(text)
+            user, movie = seen_ids.setdefault(user, user), seen_ids.setdefault(movie, movie)
             if movie not in movies:
                 raise _RowError(f"rating of unknown movie id {movie} (not in {LAYOUT_FILES[source.layout]['movies']})")
             if users is not None and user not in users:
