@@ -13,7 +13,8 @@ runs bench/tutorial_script.py (the tutorial as a plain TFRS script) on the
 same data and prints the ratio pipeline (tutorial config) / script.
 With --synthetic N it first generates N ratings (ml-1m layout, N/160 users,
 N/270 movies, popularity skew and time-of-day structure). --set and
---train-fraction change the config as they do for `movielens-tfx run`.
+--train-fraction and --beam-workers change the config as they do for
+`movielens-tfx run`.
 """
 
 import argparse
@@ -30,14 +31,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 
-def run_one(config_name: str, data: str, train_fraction: float, overrides: list) -> dict:
+def run_one(config_name: str, data: str, train_fraction: float, overrides: list, beam_workers: int) -> dict:
     from pipeline.cli import model_overrides
     from pipeline.config import VARIANTS, named_config
     from pipeline.job import run_job
     from pipeline.logs import quiet_logs
 
     output = tempfile.mkdtemp(prefix=f"bench-{config_name}-")
-    config = named_config(config_name, data_path=data, output_dir=output, train_fraction=train_fraction)
+    config = named_config(config_name, data_path=data, output_dir=output, train_fraction=train_fraction,
+                          beam_workers=beam_workers)
     config = config.with_model(**model_overrides(overrides))
     with quiet_logs(os.path.join(output, "run.log")):
         result = run_job(config)
@@ -79,10 +81,11 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=0, help="generate this many ratings and use them")
     parser.add_argument("--train-fraction", type=float, default=0.8)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
+    parser.add_argument("--beam-workers", type=int, default=1)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.data, args.train_fraction, args.set)))
+        print(json.dumps(run_one(args.one, args.data, args.train_fraction, args.set, args.beam_workers)))
         return
     data = args.data
     if args.synthetic:
@@ -95,7 +98,8 @@ def main() -> None:
     results = {}
     for name in args.configs.split(","):
         overrides = [f"--set={pair}" for pair in args.set]
-        results[name] = _child([__file__, "--data", data, "--train-fraction", str(args.train_fraction), *overrides, "--one", name])
+        results[name] = _child([__file__, "--data", data, "--train-fraction", str(args.train_fraction), *overrides,
+                                "--beam-workers", str(args.beam_workers), "--one", name])
         print_config(name, results[name])
     if args.script:
         script = _child([os.path.join(HERE, "tutorial_script.py"), "--data", data])

@@ -85,6 +85,7 @@ def build_config(args) -> PipelineConfig:
         max_bad_rows=args.max_bad_rows,
         value_floor=args.value_floor,
         min_improvement=args.min_improvement,
+        beam_workers=args.beam_workers,
     )
     overrides = model_overrides(args.set or [])
     if overrides:
@@ -208,6 +209,8 @@ def parser() -> argparse.ArgumentParser:
                      help="top-100 improvement over the latest blessed model needed to bless")
     run.add_argument("--variants", default=",".join(VARIANTS), help="which models to train, in order")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model hyperparameter, e.g. epochs=5")
+    run.add_argument("--beam-workers", type=int, default=1,
+                     help="Beam worker processes for ExampleGen, StatisticsGen, Transform, Evaluator (1: in-process)")
     run.set_defaults(func=cmd_run)
 
     rec = sub.add_parser("recommend", help="top-k movies for a user from the latest pushed model")

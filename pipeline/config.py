@@ -160,13 +160,9 @@ class PipelineConfig:
     # Without a dependency flag, each TFX Beam executor copies the TFX install
     # and builds an sdist of it for remote workers (about 2 s per component,
     # and a temp directory left behind); in-process workers already have it,
-    # and the in-process runner ignores the image it names.
-    local_beam_pipeline_args: Tuple[str, ...] = (
-        "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner",
-        "--direct_running_mode=in_memory",
-        "--direct_num_workers=1",
-        "--sdk_container_image=in-process",
-    )
+    # and the local runner ignores the image it names.
+    # beam_workers > 1 runs that many worker processes (multi_processing mode).
+    beam_workers: int = 1
     # Set to run on Google Cloud (Dataflow, Vertex AI); None runs locally.
     cloud: Optional[CloudConfig] = None
     # Compile the model config (the Trainer's custom_config) as the pipeline
@@ -177,7 +173,13 @@ class PipelineConfig:
     def beam_pipeline_args(self) -> Tuple[str, ...]:
         if self.cloud is not None:
             return self.cloud.beam_pipeline_args(self.pipeline_root)
-        return self.local_beam_pipeline_args
+        mode = "in_memory" if self.beam_workers <= 1 else "multi_processing"
+        return (
+            "--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner",
+            f"--direct_running_mode={mode}",
+            f"--direct_num_workers={max(1, self.beam_workers)}",
+            "--sdk_container_image=in-process",
+        )
 
     def trainer_custom_config(self) -> Dict:
         """The Trainer's custom_config: the model config plus cloud training keys."""

@@ -1,0 +1,60 @@
+"""What keeps the pipeline fast and its memory bounded (the figures are in bench/, not here)."""
+
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.testing.util import assert_that, equal_to
+from tensorflow.python.autograph.impl import conversion
+from tfx.utils import dependency_utils, proto_utils
+
+import components.example_gen as example_gen
+from components.movielens import reader, synthetic
+from pipeline.config import PipelineConfig
+
+
+@pytest.mark.parametrize("workers, mode", [(1, "in_memory"), (2, "multi_processing")])
+def test_local_beam_args_pick_the_runner_and_need_no_tfx_sdist(workers, mode):
+    args = list(PipelineConfig(data_path="data", beam_workers=workers).beam_pipeline_args)
+    assert f"--direct_running_mode={mode}" in args and f"--direct_num_workers={workers}" in args
+    # Without a dependency flag TFX would copy its install and build an sdist
+    # for every Beam component (and add --extra_package).
+    assert dependency_utils.make_beam_dependency_flags(args) == args
+
+
+def test_tf_keras_is_left_to_run_as_python_by_autograph():
+    import trainer.task
+
+    assert conversion.is_allowlisted(tf.keras.layers.Dense(1).call)
+    assert not conversion.is_allowlisted(trainer.task.run_fn)
+
+
+def test_example_gen_encodes_a_split_in_chunks_and_loses_no_row(tmp_path, monkeypatch):
+    data = synthetic.generate(str(tmp_path / "data"), layout="ml-1m", num_users=20, num_movies=30, num_ratings=503, seed=4)
+    monkeypatch.setattr(example_gen, "ENCODE_CHUNK_ROWS", 50)
+    component = example_gen.MovieLensExampleGen(data_path=data)
+    # As the executor receives them: protos as JSON.
+    exec_properties = {key: proto_utils.proto_to_json(value) if hasattr(value, "DESCRIPTOR") else value
+                       for key, value in component.exec_properties.items()}
+    expected = reader.load(data)
+    train, evaluation = reader.split_indices(expected.ratings.timestamps, "random", 0.8, 42)
+
+    def keys(serialized):
+        example = tf.train.Example.FromString(serialized)
+        feature = example.features.feature
+        return (feature["user_id"].bytes_list.value[0].decode(), feature["movie_id"].bytes_list.value[0].decode(),
+                feature["timestamp"].int64_list.value[0])
+
+    def wanted(rows):
+        r = expected.ratings
+        return [(r.user_ids[i], r.movie_ids[i], int(r.timestamps[i])) for i in rows]
+
+    with beam.Pipeline() as pipeline:
+        splits = example_gen.Executor().GenerateExamplesByBeam(pipeline, exec_properties)
+        assert_that(splits["train"] | "KeysTrain" >> beam.Map(keys), equal_to(wanted(train)), label="train")
+        assert_that(splits["eval"] | "KeysEval" >> beam.Map(keys), equal_to(wanted(evaluation)), label="eval")
+
+
+def test_reader_keeps_one_string_per_distinct_id(tmp_path):
+    data = reader.load(synthetic.generate(str(tmp_path), layout="ml-100k", num_users=10, num_movies=20, num_ratings=400, seed=1))
+    users = data.ratings.user_ids
+    assert len(users) == 400 and len({id(u) for u in users}) == len(set(users)) <= 10
