@@ -1,8 +1,8 @@
 """RetrievalTrainer: the TFX Trainer plus the movie catalog as an input.
 
 A retrieval model scores every catalog movie, so its `run_fn` needs the catalog
-(one example per movie, from the catalog ExampleGen) next to the transformed
-training examples. This is the standard Trainer (same spec, same GenericExecutor
+(one example per movie, from the catalog ExampleGen) next to the raw training
+examples. This is the standard Trainer (same spec, same GenericExecutor
 and `run_fn` contract) with one more input channel, `catalog`; the executor
 hands its file pattern to `run_fn` as `fn_args.custom_config["catalog_file_pattern"]`.
 With `vertex_training`, the step launches that same executor as a Vertex AI

@@ -146,7 +146,8 @@ def small_filesystem(tmp_path):
         return str(mount_point)
 
     yield mount
-    subprocess.run(["umount", str(mount_point)], capture_output=True)
+    # Lazy: the run's in-process ML Metadata connection may still hold its SQLite file.
+    subprocess.run(["umount", "--lazy", str(mount_point)], capture_output=True)
 
 
 def test_read_only_output_directory_is_a_clear_error(tmp_path, small_filesystem):

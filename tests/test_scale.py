@@ -1,6 +1,7 @@
 """What keeps the pipeline fast and its memory bounded (the figures are in bench/, not here)."""
 
 import apache_beam as beam
+import numpy as np
 import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
@@ -58,3 +59,33 @@ def test_reader_keeps_one_string_per_distinct_id(tmp_path):
     data = reader.load(synthetic.generate(str(tmp_path), layout="ml-100k", num_users=10, num_movies=20, num_ratings=400, seed=1))
     users = data.ratings.user_ids
     assert len(users) == 400 and len({id(u) for u in users}) == len(set(users)) <= 10
+
+
+def _write_ratings(path, rows):
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for user, title, timestamp in rows:
+            example = tf.train.Example()
+            example.features.feature["user_id"].bytes_list.value.append(user.encode())
+            example.features.feature["movie_title"].bytes_list.value.append(title.encode())
+            example.features.feature["timestamp"].int64_list.value.append(timestamp)
+            writer.write(example.SerializeToString())
+
+
+def test_training_batches_do_not_depend_on_the_file_order(tmp_path):
+    from trainer import task
+
+    rows = [(str(u), f"Movie {m}", 880_000_000 + 60 * (u * 7 + m)) for u in range(30) for m in range(7)]
+    shuffled = list(rows)
+    np.random.default_rng(0).shuffle(shuffled)
+    _write_ratings(str(tmp_path / "a.gz"), rows)
+    _write_ratings(str(tmp_path / "b.gz"), shuffled)
+
+    def batches(name):
+        identity = lambda features: {key: tf.reshape(value, [-1]) for key, value in features.items()}  # noqa: E731
+        data = task.rating_batches(str(tmp_path / name), identity, batch_size=32, shuffle_seed=7)
+        return [[batch[key].numpy().tolist() for key in sorted(batch)] for batch in data]
+
+    first, second = batches("a.gz"), batches("b.gz")
+    assert first == second  # same rows, same seed: same batches, whatever the file order
+    assert sorted(user for batch in first for user in batch[2]) == sorted(r[0].encode() for r in rows)
+    assert first[0][2] != [r[0].encode() for r in rows[:32]]  # shuffled, not in file order
