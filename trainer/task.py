@@ -57,10 +57,15 @@ def records(file_pattern: str) -> tf.data.Dataset:
     return tf.data.TFRecordDataset(files, compression_type="GZIP")
 
 
+def parsed(file_pattern: str, feature_spec: Dict, batch_size: int) -> tf.data.Dataset:
+    """Batches of examples parsed with `feature_spec`, in file order."""
+    return records(file_pattern).batch(batch_size).map(lambda batch: tf.io.parse_example(batch, feature_spec))
+
+
 def raw_ratings(file_pattern: str) -> Dict[str, tf.Tensor]:
     """The split's raw model inputs (RAW_RATING_SPEC), each a tensor [num_ratings],
     in a canonical order (sorted by user, title, timestamp) whatever the file order."""
-    parts = list(records(file_pattern).batch(100_000).map(lambda batch: tf.io.parse_example(batch, RAW_RATING_SPEC)))
+    parts = list(parsed(file_pattern, RAW_RATING_SPEC, 100_000))
     columns = {name: tf.concat([part[name] for part in parts], axis=0) for name in RAW_RATING_SPEC}
     order = np.lexsort([columns[name].numpy() for name in reversed(_ORDER_KEYS)])
     return {name: tf.gather(column, order) for name, column in columns.items()}
@@ -77,7 +82,7 @@ def rating_batches(file_pattern: str, transform_layer, batch_size: int, shuffle_
     of the data (8M ratings: 12 GB peak when the examples were shuffled).
     """
     if shuffle_seed is None:
-        raw = records(file_pattern).batch(batch_size).map(lambda batch: tf.io.parse_example(batch, RAW_RATING_SPEC))
+        raw = parsed(file_pattern, RAW_RATING_SPEC, batch_size)
     else:
         columns = raw_ratings(file_pattern)
         size = int(columns[F.USER_ID].shape[0])
@@ -100,7 +105,7 @@ def read_catalog(file_pattern: str) -> Dict[str, np.ndarray]:
         F.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
     }
     columns = {F.MOVIE_ID: [], F.MOVIE_TITLE: []}
-    for batch in records(file_pattern).batch(_METRICS_BATCH).map(lambda batch: tf.io.parse_example(batch, spec)):
+    for batch in parsed(file_pattern, spec, _METRICS_BATCH):
         for key in columns:
             columns[key].append(batch[key].numpy())
     return {key: np.concatenate(value) for key, value in columns.items()}
