@@ -12,10 +12,7 @@ OUTPUT  ?= output
 CONFIG  ?= default
 SPLIT   ?= random
 
-export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 2
-
-.PHONY: run test bench clean
+.PHONY: run test test-unit lint bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@py=""; \
@@ -40,8 +37,15 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/movielens-tfx run $(if $(DATA),--data $(DATA)) --output $(OUTPUT) --config $(CONFIG) --split $(SPLIT)
 
+# The whole suite; the fast unit layer (tests/unit, under a minute) runs first.
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) bench/pipeline_bench.py $(if $(DATA),--data $(DATA)) --script

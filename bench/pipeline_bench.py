@@ -25,17 +25,16 @@ import subprocess
 import sys
 import tempfile
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+import core  # noqa: E402,F401  (Keras 2 before TensorFlow loads)
 
 
 def run_one(config_name: str, data: str, train_fraction: float, overrides: list, beam_workers: int) -> dict:
-    from pipeline.cli import model_overrides
+    from app.cli import model_overrides
+    from app.job import run_job
+    from app.logs import quiet_logs
     from pipeline.config import VARIANTS, named_config
-    from pipeline.job import run_job
-    from pipeline.logs import quiet_logs
 
     output = tempfile.mkdtemp(prefix=f"bench-{config_name}-")
     config = named_config(config_name, data_path=data, output_dir=output, train_fraction=train_fraction,
@@ -45,8 +44,8 @@ def run_one(config_name: str, data: str, train_fraction: float, overrides: list,
         result = run_job(config)
     return {
         "timings": result["timings"],
-        "eval_top_100": {v: result["models"][v]["eval"]["top_100"] for v in VARIANTS},
-        "popularity_top_100": result["models"]["popularity"]["eval"]["top_100"],
+        "eval_top_100": {v: result["models"][v]["eval"][100] for v in VARIANTS},
+        "popularity_top_100": result["baselines"]["popularity"][100],
         "wall_seconds": result["wall_seconds"],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "output": output,

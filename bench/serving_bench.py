@@ -12,15 +12,15 @@ An approximate index (ScaNN) pays only where the exact search misses the
 latency budget; see README, Performance.
 """
 
+import core  # noqa: F401  (first: Keras 2 before TensorFlow loads)
+
+# isort: split
 import argparse
 import os
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 K = 100
 DIM = 32

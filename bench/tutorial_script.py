@@ -18,15 +18,15 @@ import resource
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import core  # noqa: E402,F401  (Keras 2 before TensorFlow loads)
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_recommenders as tfrs  # noqa: E402
+# isort: split
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
-from components.movielens import reader  # noqa: E402
+from components.movielens import reader
 
 
 def load(path):

@@ -1,4 +1,2 @@
-"""TFX components of the MovieLens pipeline (ExampleGen, data gate, Trainer)."""
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+"""TFX components of the MovieLens pipeline: spec, component and a thin executor each."""
+import core  # noqa: F401  (Keras 2 before TensorFlow)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import List, Optional
 
 from absl import logging
 from tfx.components.pusher import executor as pusher_executor
@@ -24,9 +25,22 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 
-def next_version(base_directory: str) -> str:
-    existing = [int(v) for v in fileio.listdir(base_directory) if v.isdigit()] if fileio.exists(base_directory) else []
-    return str(max([int(time.time())] + [v + 1 for v in existing]))
+def existing_versions(base_directory: str) -> List[int]:
+    """The version numbers under a TF Serving model directory.
+
+    Object-store listings (gs://) name directories with a trailing "/";
+    names that are not all digits (staging directories) are not versions.
+    """
+    if not fileio.exists(base_directory):
+        return []
+    names = (name.rstrip("/") for name in fileio.listdir(base_directory))
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def next_version(base_directory: str, now: Optional[float] = None) -> str:
+    """Unix seconds, bumped past the newest existing version (two pushes in one second do not collide)."""
+    now = time.time() if now is None else now
+    return str(max([int(now)] + [v + 1 for v in existing_versions(base_directory)]))
 
 
 class Executor(pusher_executor.Executor):

@@ -7,19 +7,21 @@ schema. Transform runs only after the gate passes.
 """
 
 
-import os
 from typing import List
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import types
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
+
+from core.errors import UserError
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 
 
-class DataValidationError(RuntimeError):
+class DataValidationError(UserError):
     """The examples do not match the schema."""
 
 
@@ -27,9 +29,9 @@ def summarize_anomalies(anomalies_artifact: types.Artifact) -> List[str]:
     """One line per anomaly found by ExampleValidator, over all its splits."""
     lines = []
     for split in artifact_utils.decode_split_names(anomalies_artifact.split_names):
-        path = os.path.join(artifact_utils.get_split_uri([anomalies_artifact], split), ANOMALIES_FILE)
+        path = f"{artifact_utils.get_split_uri([anomalies_artifact], split).rstrip('/')}/{ANOMALIES_FILE}"
         anomalies = anomalies_pb2.Anomalies()
-        with open(path, "rb") as f:
+        with fileio.open(path, "rb") as f:  # the artifact may be on gs://
             anomalies.ParseFromString(f.read())
         for feature, info in sorted(anomalies.anomaly_info.items()):
             reasons = "; ".join(f"{r.short_description}: {r.description}" for r in info.reason) or info.description

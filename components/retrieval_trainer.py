@@ -2,31 +2,30 @@
 
 A retrieval model scores every catalog movie, so its `run_fn` needs the catalog
 (one example per movie, from the catalog ExampleGen) next to the raw training
-examples. This is the standard Trainer (same spec, same GenericExecutor
-and `run_fn` contract) with one more input channel, `catalog`; the executor
-hands its file pattern to `run_fn` as `fn_args.custom_config["catalog_file_pattern"]`.
-With `vertex_training`, the step launches that same executor as a Vertex AI
-Training custom job (TFX's google_cloud_ai_platform extension).
+examples. This is the standard Trainer (same spec, same GenericExecutor and
+`run_fn` contract) with one more input channel, `catalog`; the executor hands
+its file pattern to `run_fn` as `fn_args.custom_config[CATALOG_PATTERN_KEY]`.
+`VertexRetrievalTrainer` runs that same executor as a Vertex AI Training custom
+job (TFX's google_cloud_ai_platform extension).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional, Union
 
 from tfx import types
 from tfx.components.trainer import executor as trainer_executor
-from tfx.components.trainer.component import Trainer
+from tfx.dsl.components.base import base_component, executor_spec
 from tfx.extensions.google_cloud_ai_platform.trainer import executor as ai_platform_trainer_executor
 from tfx.orchestration import data_types
-from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils
 
+from trainer.config import CATALOG_PATTERN_KEY
+
 CATALOG_KEY = "catalog"
-CATALOG_PATTERN_CONFIG_KEY = "catalog_file_pattern"
 
 
 class RetrievalTrainerSpec(standard_component_specs.TrainerSpec):
@@ -38,8 +37,8 @@ class RetrievalTrainerSpec(standard_component_specs.TrainerSpec):
 
 def add_catalog_to_fn_args(fn_args, input_dict: Dict[str, List[types.Artifact]]):
     catalog = artifact_utils.get_single_instance(input_dict[CATALOG_KEY])
-    pattern = os.path.join(artifact_utils.get_split_uri([catalog], "catalog"), "*")
-    fn_args.custom_config = dict(fn_args.custom_config or {}, **{CATALOG_PATTERN_CONFIG_KEY: pattern})
+    pattern = artifact_utils.get_split_uri([catalog], "catalog").rstrip("/") + "/*"
+    fn_args.custom_config = dict(fn_args.custom_config or {}, **{CATALOG_PATTERN_KEY: pattern})
     return fn_args
 
 
@@ -55,7 +54,7 @@ class VertexTrainingExecutor(ai_platform_trainer_executor.GenericExecutor):
         return Executor
 
 
-class RetrievalTrainer(Trainer):
+class RetrievalTrainer(base_component.BaseComponent):
     """Trainer whose `run_fn` also receives the movie catalog."""
 
     SPEC_CLASS = RetrievalTrainerSpec
@@ -71,9 +70,8 @@ class RetrievalTrainer(Trainer):
         eval_args: Optional[trainer_pb2.EvalArgs] = None,
         custom_config: Union[Dict[str, Any], data_types.RuntimeParameter, None] = None,
         schema: Optional[types.BaseChannel] = None,
-        vertex_training: bool = False,
     ):
-        spec = RetrievalTrainerSpec(
+        super().__init__(spec=RetrievalTrainerSpec(
             examples=examples,
             catalog=catalog,
             transform_graph=transform_graph,
@@ -86,10 +84,10 @@ class RetrievalTrainer(Trainer):
             else json_utils.dumps(custom_config or {}),
             model=channel.Channel(type=standard_artifacts.Model),
             model_run=channel.Channel(type=standard_artifacts.ModelRun),
-        )
-        # Trainer.__init__ builds a plain TrainerSpec; ours has the extra input.
-        base_component.BaseComponent.__init__(
-            self,
-            spec=spec,
-            custom_executor_spec=executor_spec.ExecutorClassSpec(VertexTrainingExecutor) if vertex_training else None,
-        )
+        ))
+
+
+class VertexRetrievalTrainer(RetrievalTrainer):
+    """RetrievalTrainer whose step launches the training as a Vertex AI Training custom job."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(VertexTrainingExecutor)

@@ -1,4 +1,2 @@
-"""Pipeline definition, configuration, runners and the command line."""
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+"""The pipeline DAG (`create_pipeline`) and its runners (local, Kubeflow / Vertex AI)."""
+import core  # noqa: F401  (Keras 2 before TensorFlow)

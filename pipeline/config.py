@@ -1,9 +1,10 @@
-"""Every knob of the pipeline, in one place.
+"""Every knob of the pipeline, in one place: `PipelineConfig`, what `create_pipeline` takes.
 
-`PipelineConfig` is what `create_pipeline` takes; `ModelConfig` is what the
-Trainer's `run_fn` receives (as `custom_config`); `TransformConfig` is what
-`preprocessing_fn` receives. The named model configs are `tutorial` (the TFRS
-context-features tutorial, exactly) and `default` (improved).
+It holds the model's config (`trainer.config.ModelConfig`, the Trainer's
+`custom_config`; named configs `tutorial` and `default`) and Transform's
+(`transform.config.TransformConfig`, `preprocessing_fn`'s custom_config):
+those live beside the code that reads them, which never imports this package.
+Every config validates itself on construction.
 """
 
 from __future__ import annotations
@@ -11,83 +12,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Optional, Tuple
 
-from components.movielens import files
+from components.movielens import files, reader
+from core.errors import ConfigError, check_choice
+from trainer.config import NAMED_CONFIGS, ModelConfig
+from transform.config import TransformConfig
 
-TOP_KS: Tuple[int, ...] = (1, 5, 10, 50, 100)
 # The two models the job trains, in order: name -> use_timestamps.
 VARIANTS: Dict[str, bool] = {"baseline": False, "timestamp": True}
-GATE_K = 100  # the Evaluator blesses on top-100 accuracy
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Hyperparameters of the two-tower retrieval model (the Trainer's custom_config)."""
-
-    use_timestamps: bool = False
-    # Hour-of-day and day-of-week embeddings in the query tower (only with
-    # use_timestamps; not in the tutorial).
-    time_of_day: bool = False
-    epochs: int = 3
-    batch_size: int = 2048
-    learning_rate: float = 0.1
-    optimizer: str = "adagrad"  # adagrad | adam
-    embedding_dim: int = 32
-    # Hidden layer sizes before each tower's final projection to embedding_dim.
-    tower_layers: Tuple[int, ...] = ()
-    # logQ correction of in-batch negatives by the movie's train frequency.
-    sampling_bias_correction: bool = False
-    # Temperature dividing the logits (1.0: none).
-    temperature: float = 1.0
-    # L2 penalty on the query and candidate embeddings (tower outputs), summed
-    # over the batch like the retrieval loss.
-    embedding_l2: float = 0.0
-    seed: int = 42
-    export_top_k: int = 100
-
-    def to_custom_config(self) -> Dict:
-        d = dataclasses.asdict(self)
-        d["tower_layers"] = list(self.tower_layers)
-        return d
-
-    @classmethod
-    def from_custom_config(cls, d: Dict) -> "ModelConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in fields}
-        if "tower_layers" in d:
-            d["tower_layers"] = tuple(d["tower_layers"])
-        return cls(**d)
-
-
-NAMED_CONFIGS: Dict[str, ModelConfig] = {
-    # The tutorial: 3 epochs, Adagrad 0.1, batch 2048, 32-d, in-batch softmax.
-    "tutorial": ModelConfig(),
-    # Improved: logQ-corrected in-batch softmax with temperature, L2 on the
-    # embeddings (without it Adam overfits after 2-4 epochs), 12 epochs;
-    # hour/weekday embeddings in the timestamp model.
-    "default": ModelConfig(
-        time_of_day=True,
-        epochs=12,
-        batch_size=1024,
-        learning_rate=0.003,
-        optimizer="adam",
-        embedding_dim=32,
-        sampling_bias_correction=True,
-        temperature=0.2,
-        embedding_l2=0.3,
-    ),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class TransformConfig:
-    """What preprocessing_fn receives as custom_config."""
-
-    timestamp_buckets: str = "uniform"  # uniform (tutorial: linspace min..max) | quantiles
-    num_timestamp_buckets: int = 1000
-    max_title_tokens: int = 10_000
-
-    def to_custom_config(self) -> Dict:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +74,7 @@ class PipelineConfig:
     pipeline_name: str = "movielens-tfx"
     model_name: str = "movielens_retrieval"
     # Ingestion.
-    split: str = "random"  # random | temporal
+    split: str = "random"  # one of reader.SPLIT_METHODS
     train_fraction: float = 0.8
     split_seed: int = 42
     max_bad_rows: int = 0
@@ -151,8 +82,9 @@ class PipelineConfig:
     transform: TransformConfig = TransformConfig()
     model: ModelConfig = NAMED_CONFIGS["tutorial"]
     config_name: str = "tutorial"
-    # Evaluator gate on top-100 accuracy: value floor (None: not set) and the
-    # minimum improvement over the latest blessed model.
+    # Evaluator gate on top-GATE_K accuracy: value floor (None: the best
+    # baseline's, see components.evaluator) and the minimum improvement over
+    # the latest blessed model.
     value_floor: Optional[float] = None
     min_improvement: float = 0.0
     # Beam: the in-process FnApiRunner (what DirectRunner picks for batch
@@ -168,6 +100,13 @@ class PipelineConfig:
     # Compile the model config (the Trainer's custom_config) as the pipeline
     # RuntimeParameter `model_config`, so one compiled spec serves both variants.
     model_config_as_runtime_parameter: bool = False
+
+    def __post_init__(self):
+        reader.check_split(self.split, self.train_fraction)
+        if self.max_bad_rows < 0:
+            raise ConfigError(f"max_bad_rows: {self.max_bad_rows} is negative")
+        if self.beam_workers < 1:
+            raise ConfigError(f"beam_workers: {self.beam_workers} is less than 1")
 
     @property
     def beam_pipeline_args(self) -> Tuple[str, ...]:
@@ -205,10 +144,10 @@ class PipelineConfig:
         return dataclasses.replace(self, **changes)
 
     def with_model(self, **changes) -> "PipelineConfig":
-        return dataclasses.replace(self, model=dataclasses.replace(self.model, **changes))
+        """A copy whose model config has `changes` (validated: see ModelConfig.replace)."""
+        return dataclasses.replace(self, model=self.model.replace(**changes))
 
 
 def named_config(name: str, **changes) -> PipelineConfig:
-    if name not in NAMED_CONFIGS:
-        raise ValueError(f"unknown config {name!r}: choose one of {', '.join(NAMED_CONFIGS)}")
+    check_choice("config", name, NAMED_CONFIGS)
     return PipelineConfig(model=NAMED_CONFIGS[name], config_name=name, **changes)

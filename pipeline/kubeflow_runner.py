@@ -18,8 +18,6 @@ from tfx import v1 as tfx
 from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.pipeline import MODEL_CONFIG_PARAMETER, create_pipeline
 
-
-
 # TFX 1.16 writes root parameters with the deprecated `type` field; current
 # KFP (and its loader) read `parameterType`. Vertex AI accepts both.
 _PARAMETER_TYPES = {"STRING": "STRING", "INT": "NUMBER_INTEGER", "DOUBLE": "NUMBER_DOUBLE"}

@@ -3,7 +3,11 @@
 RatingsExampleGen, CatalogExampleGen -> StatisticsGen -> SchemaGen ->
 ExampleValidator -> DataGate -> Transform (analysis: the transform graph) ->
 Trainer (raw ratings through the transform graph, + catalog) ->
-Evaluator (against the latest blessed model) -> Pusher.
+Evaluator (against the latest blessed model and the Baselines' floor) -> Pusher.
+Baselines scores the baselines on RatingsExampleGen's eval split.
+
+Model code is named by module string (PREPROCESSING_FN, RUN_FN): the pipeline
+never imports it to run it.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from typing import List
 from tfx import v1 as tfx
 
 from components.atomic_pusher import AtomicPusher
+from components.baselines import Baselines
 from components.data_gate import DataGate
+from components.evaluator import BaselineGatedEvaluator
 from components.example_gen import KIND_CATALOG, KIND_RATINGS, MovieLensExampleGen
 from components.movielens import files
-from components.retrieval_trainer import RetrievalTrainer
+from components.retrieval_trainer import RetrievalTrainer, VertexRetrievalTrainer
 from pipeline import evaluation
 from pipeline.config import PipelineConfig
 
@@ -66,7 +72,10 @@ def create_components(config: PipelineConfig) -> List:
     )
     transform.add_upstream_node(data_gate)
 
-    trainer = RetrievalTrainer(
+    baselines = Baselines(examples=ratings_gen.outputs["examples"])
+
+    trainer_class = VertexRetrievalTrainer if config.cloud and config.cloud.vertex_training else RetrievalTrainer
+    trainer = trainer_class(
         examples=ratings_gen.outputs["examples"],
         catalog=catalog_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -74,8 +83,7 @@ def create_components(config: PipelineConfig) -> List:
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=_trainer_custom_config(config),
-        vertex_training=bool(config.cloud and config.cloud.vertex_training),
-    )
+    ).with_id("RetrievalTrainer")
 
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -83,13 +91,15 @@ def create_components(config: PipelineConfig) -> List:
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("LatestBlessedModelResolver")
 
-    evaluator = tfx.components.Evaluator(
+    evaluator = BaselineGatedEvaluator(
         examples=ratings_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
+        baselines=baselines.outputs["baselines"],
         eval_config=evaluation.eval_config(config),
+        floor_from_baselines=config.value_floor is None,
         example_splits=["eval"],
-    )
+    ).with_id("Evaluator")
 
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
@@ -102,7 +112,7 @@ def create_components(config: PipelineConfig) -> List:
     ).with_id("Pusher")
     return [
         ratings_gen, catalog_gen, statistics_gen, schema_gen, example_validator, data_gate,
-        transform, trainer, model_resolver, evaluator, pusher,
+        transform, baselines, trainer, model_resolver, evaluator, pusher,
     ]
 
 

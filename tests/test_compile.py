@@ -1,29 +1,21 @@
 """The Vertex AI / Kubeflow pipeline spec, compiled offline, and `submit`'s arguments."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from kfp import components
 
-CLI = os.path.join(os.path.dirname(sys.executable), "movielens-tfx")
 IMAGE = "us-docker.pkg.dev/p/r/movielens-tfx:1"
 
 
-def _cli(*args):
-    return subprocess.run([CLI, *args], capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
-def specs(tmp_path_factory):
+def specs(tmp_path_factory, cli):
     tmp = tmp_path_factory.mktemp("compile")
     common = ["--image", IMAGE, "--data", "gs://bucket/data/ml-100k.zip", "--root", "gs://bucket/root"]
     out = {}
     for target, extra in (("kubeflow", []), ("vertex", ["--project", "my-proj", "--region", "europe-west4", "--vertex-training"])):
         path = tmp / f"{target}.json"
-        result = _cli("compile", "--target", target, "--output", str(path), *common, *extra)
+        result = cli("compile", "--target", target, "--output", str(path), *common, *extra)
         assert result.returncode == 0, result.stderr[-3000:]
         out[target] = (str(path), json.load(open(path)))
     return out
@@ -74,9 +66,9 @@ def test_vertex_spec_runs_beam_on_dataflow_and_trains_on_vertex(specs):
     assert "DataflowRunner" not in kubeflow and "VertexTrainingExecutor" not in kubeflow
 
 
-def test_submit_dry_run_sets_use_timestamps_per_variant(specs):
+def test_submit_dry_run_sets_use_timestamps_per_variant(specs, cli):
     path, _ = specs["vertex"]
-    result = _cli("submit", "--spec", path, "--project", "my-proj", "--region", "europe-west4", "--dry-run")
+    result = cli("submit", "--spec", path, "--project", "my-proj", "--region", "europe-west4", "--dry-run")
     assert result.returncode == 0, result.stderr[-2000:]
     decoder, text, jobs = json.JSONDecoder(), result.stdout, []
     while text.strip():
@@ -90,9 +82,9 @@ def test_submit_dry_run_sets_use_timestamps_per_variant(specs):
     assert jobs[0]["job"]["pipeline_root"] == "gs://bucket/root/pipeline"
 
 
-def test_submit_and_compile_argument_errors(tmp_path):
-    result = _cli("submit", "--spec", str(tmp_path / "missing.json"), "--project", "p", "--dry-run")
+def test_submit_and_compile_argument_errors(tmp_path, cli):
+    result = cli("submit", "--spec", str(tmp_path / "missing.json"), "--project", "p", "--dry-run")
     assert result.returncode == 2 and "error: submit:" in result.stderr and "Traceback" not in result.stderr
-    result = _cli("compile", "--target", "vertex", "--image", IMAGE, "--data", "gs://b/d", "--root", "gs://b/r",
-                  "--output", str(tmp_path / "p.json"))
+    result = cli("compile", "--target", "vertex", "--image", IMAGE, "--data", "gs://b/d", "--root", "gs://b/r",
+                 "--output", str(tmp_path / "p.json"))
     assert result.returncode == 2 and "--target vertex needs --project" in result.stderr

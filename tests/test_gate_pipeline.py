@@ -7,11 +7,10 @@ import sys
 
 import pytest
 
+from app.job import run_job
 from components.movielens import synthetic
-from pipeline.config import TOP_KS, named_config
-from pipeline.job import run_job
-
-CLI = os.path.join(os.path.dirname(sys.executable), "movielens-tfx")
+from pipeline.config import named_config
+from trainer.config import TOP_KS
 
 
 def _tree(path):
@@ -51,13 +50,13 @@ def test_first_model_is_judged_on_the_floor_blessed_and_pushed_in_serving_layout
 def test_tfma_agrees_with_factorized_top_k(gated):
     baseline = gated["first"]["models"]["baseline"]
     for k in TOP_KS:
-        assert abs(baseline["eval"][f"top_{k}"] - baseline["trainer_eval"][f"top_{k}"]) <= 0.002, k
+        assert abs(baseline["eval"][k] - baseline["trainer_eval"][k]) <= 0.002, k
 
 
 def test_worse_candidate_is_not_blessed_and_serving_is_untouched(gated):
     candidate = gated["second"]["models"]["timestamp"]
     baseline = gated["first"]["models"]["baseline"]
-    assert candidate["eval"]["top_100"] < baseline["eval"]["top_100"]
+    assert candidate["eval"][100] < baseline["eval"][100]
     assert candidate["blessed"] is False and candidate["pushed_to"] is None
     assert candidate["compared_with"] == baseline["model_uri"]  # the latest blessed model
     assert _tree(gated["config"].serving_dir) == gated["serving_after_first"]
@@ -77,16 +76,13 @@ def test_report_files(gated):
     report = json.load(open(os.path.join(out, "report.json")))
     assert set(report) >= {"dataset", "split", "config", "models"}
     assert report["models"]["timestamp"]["blessed"] is False
-    assert set(report["models"]["popularity"]["eval"]) == {f"top_{k}" for k in TOP_KS}
+    assert set(report["baselines"]["popularity"]) == {str(k) for k in TOP_KS}  # JSON keys
     assert "| timestamp |" in open(os.path.join(out, "report.md")).read()
     assert open(os.path.join(out, "top_k.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_recommend_reads_the_latest_pushed_model(gated):
-    out = subprocess.run(
-        [CLI, "recommend", "--user", "7", "-k", "5", "--json", "--output", gated["config"].output_dir],
-        capture_output=True, text=True, check=True,
-    )
+def test_recommend_reads_the_latest_pushed_model(gated, cli):
+    out = cli("recommend", "--user", "7", "-k", "5", "--json", "--output", gated["config"].output_dir, check=True)
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     assert answer["model"] == gated["first"]["models"]["baseline"]["pushed_to"]
     assert len(answer["recommendations"]) == 5
@@ -107,11 +103,11 @@ def test_saved_model_cli_calls_serving_default_with_raw_inputs(gated):
     assert "movie_titles" in out.stdout and "scores" in out.stdout
 
 
-def test_cli_stops_on_bad_data_with_file_line_and_reason(tmp_path):
+def test_cli_stops_on_bad_data_with_file_line_and_reason(tmp_path, cli):
     data = synthetic.generate(str(tmp_path / "data"), num_users=5, num_movies=5, num_ratings=50)
     with open(os.path.join(data, "u.data"), "a") as f:
         f.write("1\t2\tthree\t880000000\n")
-    out = subprocess.run([CLI, "run", "--data", data, "--output", str(tmp_path / "out")], capture_output=True, text=True)
+    out = cli("run", "--data", data, "--output", str(tmp_path / "out"))
     assert out.returncode == 2
     assert "u.data:51: rating 'three' is not a number" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout

@@ -10,12 +10,12 @@ from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 from tfx.types import standard_artifacts
 
+from app.results import latest_outputs
 from components.data_gate import DataValidationError, check_anomalies
 from components.example_gen import QUARANTINE_FILE
 from components.movielens import synthetic
-from pipeline.pipeline import create_pipeline
 from pipeline.config import named_config
-from pipeline.results import latest_outputs
+from pipeline.pipeline import create_pipeline
 
 
 def _read_split(artifact, split):

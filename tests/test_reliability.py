@@ -5,24 +5,21 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
-import ml_metadata as mlmd
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 from tfx.types import standard_artifacts
 
+from app import lock
+from app.results import latest_outputs, metadata_store
 from components import atomic_pusher
 from components.movielens import synthetic
-from pipeline import lock
 from pipeline.config import named_config
 from pipeline.pipeline import create_pipeline
-from pipeline.results import latest_outputs
 
-CLI = os.path.join(os.path.dirname(sys.executable), "movielens-tfx")
 FAST = ["--config", "tutorial", "--set", "epochs=2", "--set", "batch_size=256", "--value-floor", "0"]
 
 
@@ -30,18 +27,18 @@ def _small_data(path):
     return synthetic.generate(str(path), num_users=60, num_movies=150, num_ratings=3000, seed=6)
 
 
-def test_second_run_on_the_same_output_is_refused(tmp_path):
+def test_second_run_on_the_same_output_is_refused(tmp_path, cli):
     data, out = _small_data(tmp_path / "data"), str(tmp_path / "out")
     with lock.exclusive(out):
-        result = subprocess.run([CLI, "run", "--data", data, "--output", out, *FAST], capture_output=True, text=True)
+        result = cli("run", "--data", data, "--output", out, *FAST)
     assert result.returncode == 2
     assert f"{out} is in use by another movielens-tfx run (pid {os.getpid()}" in result.stderr
     assert not os.path.exists(os.path.join(out, "pipeline"))
 
 
-def test_killed_run_resumes_from_the_cache_and_metadata_stays_consistent(tmp_path):
+def test_killed_run_resumes_from_the_cache_and_metadata_stays_consistent(tmp_path, cli):
     data, out = _small_data(tmp_path / "data"), str(tmp_path / "out")
-    args = [CLI, "run", "--data", data, "--output", out, "--variants", "baseline", *FAST]
+    args = [cli.path, "run", "--data", data, "--output", out, "--variants", "baseline", *FAST]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, start_new_session=True)
     for line in process.stdout:
         if "RetrievalTrainer" in line and "running" in line:
@@ -62,9 +59,7 @@ def test_killed_run_resumes_from_the_cache_and_metadata_stays_consistent(tmp_pat
 
     # Every artifact ML Metadata holds as LIVE exists on disk; each component's
     # latest execution is complete or cached.
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = os.path.join(out, "metadata.sqlite")
-    store = mlmd.MetadataStore(connection)
+    store = metadata_store(os.path.join(out, "metadata.sqlite"))
     live = [a for a in store.get_artifacts() if a.state == metadata_store_pb2.Artifact.LIVE]
     assert live and all(os.path.exists(a.uri) for a in live)
     for context in store.get_contexts_by_type("node"):
@@ -150,24 +145,21 @@ def small_filesystem(tmp_path):
     subprocess.run(["umount", "--lazy", str(mount_point)], capture_output=True)
 
 
-def test_read_only_output_directory_is_a_clear_error(tmp_path, small_filesystem):
+def test_read_only_output_directory_is_a_clear_error(tmp_path, small_filesystem, cli):
     data, out = _small_data(tmp_path / "data"), os.path.join(small_filesystem("size=1m,ro"), "out")
-    result = subprocess.run([CLI, "run", "--data", data, "--output", out, *FAST], capture_output=True, text=True)
+    result = cli("run", "--data", data, "--output", out, *FAST)
     assert result.returncode == 2
     assert f"error: cannot write {out}: Read-only file system" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_full_disk_is_a_clear_error_and_registers_nothing_half_written(tmp_path, small_filesystem):
+def test_full_disk_is_a_clear_error_and_registers_nothing_half_written(tmp_path, small_filesystem, cli):
     data, out = _small_data(tmp_path / "data"), os.path.join(small_filesystem("size=2m"), "out")
-    result = subprocess.run([CLI, "run", "--data", data, "--output", out, *FAST], capture_output=True, text=True)
+    result = cli("run", "--data", data, "--output", out, *FAST)
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"error: cannot write {out}: no space left on the device" in result.stderr
     assert "Traceback" not in result.stderr
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = os.path.join(out, "metadata.sqlite")
-    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = mlmd.MetadataStore(connection)
+    store = metadata_store(os.path.join(out, "metadata.sqlite"))
     live = [a for a in store.get_artifacts() if a.state == metadata_store_pb2.Artifact.LIVE]
     assert all(os.path.exists(a.uri) for a in live)
     serving = os.path.join(out, "serving", "movielens_retrieval")

@@ -1,7 +1,6 @@
 """preprocessing_fn through tft_beam, the retrieval model with the toggle both ways, and the export."""
 
 import os
-import tempfile
 
 import numpy as np
 import pytest
@@ -11,17 +10,13 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components.movielens import reader, synthetic
-from pipeline.config import TOP_KS, ModelConfig
 from trainer import export, task
+from trainer.config import TOP_KS, ModelConfig
 from transform import features as F
 from transform.preprocessing import preprocessing_fn
 
 # As in the pipeline: SchemaGen infers shape [1] for the scalar features.
-RAW_SPEC = {
-    F.USER_ID: tf.io.FixedLenFeature([1], tf.string),
-    F.MOVIE_TITLE: tf.io.FixedLenFeature([1], tf.string),
-    F.TIMESTAMP: tf.io.FixedLenFeature([1], tf.int64),
-}
+RAW_SPEC = F.raw_rating_spec((1,))
 
 
 def analyze(rows, out_dir, custom_config=None):
@@ -86,9 +81,9 @@ def test_quantile_boundaries_are_monotonic(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def planted():
+def planted(tmp_path_factory):
     """Synthetic ratings whose movie depends mostly on the time of day."""
-    tmp = tempfile.mkdtemp()
+    tmp = str(tmp_path_factory.mktemp("planted"))
     path = synthetic.generate(tmp, num_users=100, num_movies=120, num_ratings=8000, seed=5, time_of_day_effect=0.8, days=60)
     data = reader.load(path)
     train, evaluation = reader.split_indices(data.ratings.timestamps, "random", 0.8, 42)
@@ -127,14 +122,14 @@ def test_model_trains_a_step_with_the_toggle_both_ways(planted, use_timestamps):
     assert ("timestamp_bucket_embedding" in names) == use_timestamps
     assert ("hour_embedding" in names) == use_timestamps
     after = model.query_tower.trainable_weights
-    assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, after))
+    assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, after, strict=True))
 
 
 def test_timestamp_model_learns_the_planted_time_of_day_preference(planted):
     config = ModelConfig(epochs=6, batch_size=256, learning_rate=0.01, optimizer="adam", embedding_dim=32, time_of_day=True)
     _, _, ids_only = _train_and_measure(planted, config)
     _, _, with_time = _train_and_measure(planted, ModelConfig(**{**config.__dict__, "use_timestamps": True}))
-    assert with_time["top_10"] > ids_only["top_10"] + 0.05, (ids_only, with_time)
+    assert with_time[10] > ids_only[10] + 0.05, (ids_only, with_time)
 
 
 def test_exported_model_answers_known_and_unknown_users(planted, tmp_path):

@@ -1,4 +1,5 @@
-"""The TFRS retrieval model and the Trainer's run_fn."""
-import os
+"""The TFRS retrieval model, its run_fn and its TFMA metric (Trainer and Evaluator containers).
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+Imports nothing from `pipeline` or `app`: the pipeline names this code by module string.
+"""
+import core  # noqa: F401  (Keras 2 before TensorFlow)

@@ -73,11 +73,7 @@ class RetrievalModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate_hits(self, examples):
-        parsed = tf.io.parse_example(examples, {
-            F.USER_ID: tf.io.FixedLenFeature([], tf.string),
-            F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
-            F.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
-        })
+        parsed = tf.io.parse_example(examples, F.raw_rating_spec())
         query = self._query(parsed[F.USER_ID], parsed[F.TIMESTAMP])
         true_candidate = self.candidate_tower(transform_raw(self.transform_layer, {F.MOVIE_TITLE: parsed[F.MOVIE_TITLE]}))
         positive = tf.reduce_sum(query * true_candidate, axis=1)

@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from pipeline.config import ModelConfig
+from trainer.config import ModelConfig
 from transform import features as F
 
 
@@ -45,8 +45,8 @@ class QueryTower(tf.keras.Model):
                 num_timestamp_buckets + 1, d, name="timestamp_bucket_embedding"
             )
         if self._time_of_day:
-            self.hour_embedding = tf.keras.layers.Embedding(24, d, name="hour_embedding")
-            self.weekday_embedding = tf.keras.layers.Embedding(7, d, name="weekday_embedding")
+            self.hour_embedding = tf.keras.layers.Embedding(F.HOURS_PER_DAY, d, name="hour_embedding")
+            self.weekday_embedding = tf.keras.layers.Embedding(F.DAYS_PER_WEEK, d, name="weekday_embedding")
         self.projection = _projection(config.tower_layers, d, "query_projection")
 
     def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:

@@ -1,6 +1,6 @@
 """The Trainer's `run_fn`: train the retrieval model, measure it, export it.
 
-`fn_args.custom_config` holds a ModelConfig (pipeline.config) plus the catalog's
+`fn_args.custom_config` holds a ModelConfig (trainer.config) plus the catalog's
 file pattern (added by components.retrieval_trainer). The run writes:
   serving_model_dir   the SavedModel (trainer.export): raw inputs -> top-K movies
   model_run_dir/metrics.json   FactorizedTopK accuracies on train and eval, loss
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Dict, List, Sequence
 
@@ -21,9 +20,8 @@ import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 from tensorflow.python.autograph.core import config as autograph_config
 
-from components.retrieval_trainer import CATALOG_PATTERN_CONFIG_KEY
-from pipeline.config import TOP_KS, ModelConfig
 from trainer import export
+from trainer.config import CATALOG_PATTERN_KEY, METRICS_FILE, TOP_KS, ModelConfig
 from trainer.model import CandidateTower, QueryTower, RetrievalModel
 from transform import features as F
 
@@ -34,17 +32,14 @@ from transform import features as F
 if not any(getattr(rule, "_prefix", None) == "tf_keras" for rule in autograph_config.CONVERSION_RULES):
     autograph_config.CONVERSION_RULES = (autograph_config.DoNotConvert("tf_keras"),) + autograph_config.CONVERSION_RULES
 
-METRICS_FILE = "metrics.json"
 # Train accuracy is a diagnostic (over-fitting): it is measured on a seeded
 # sample of at most this many train examples (all of ml-100k's 80,000).
 TRAIN_METRICS_MAX_EXAMPLES = 100_000
 _METRICS_BATCH = 4096
+# The Keras optimizer of each name in trainer.config.OPTIMIZERS.
+OPTIMIZER_CLASSES = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}
 # The raw rating features the model reads, through the Transform layer.
-RAW_RATING_SPEC = {
-    F.USER_ID: tf.io.FixedLenFeature([], tf.string),
-    F.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
-    F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
-}
+RAW_RATING_SPEC = F.raw_rating_spec()
 # Features whose values give every rating example a canonical position.
 _ORDER_KEYS = (F.USER_ID, F.MOVIE_TITLE, F.TIMESTAMP)
 
@@ -100,12 +95,8 @@ def rating_batches(file_pattern: str, transform_layer, batch_size: int, shuffle_
 
 def read_catalog(file_pattern: str) -> Dict[str, np.ndarray]:
     """The catalog: movie_id and movie_title, string arrays [num_movies]."""
-    spec = {
-        F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
-        F.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
-    }
     columns = {F.MOVIE_ID: [], F.MOVIE_TITLE: []}
-    for batch in parsed(file_pattern, spec, _METRICS_BATCH):
+    for batch in parsed(file_pattern, F.catalog_spec(), _METRICS_BATCH):
         for key in columns:
             columns[key].append(batch[key].numpy())
     return {key: np.concatenate(value) for key, value in columns.items()}
@@ -136,10 +127,7 @@ def build_model(tf_transform_output: tft.TFTransformOutput, config: ModelConfig)
     if config.sampling_bias_correction:
         probability = tf.constant(candidate_probabilities(tf_transform_output))
     model = RetrievalModel(query_tower, candidate_tower, config.temperature, probability, config.embedding_l2)
-    optimizers = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}
-    if config.optimizer not in optimizers:
-        raise ValueError(f"unknown optimizer {config.optimizer!r}: choose one of {', '.join(optimizers)}")
-    model.compile(optimizer=optimizers[config.optimizer](learning_rate=config.learning_rate))
+    model.compile(optimizer=OPTIMIZER_CLASSES[config.optimizer](learning_rate=config.learning_rate))
     return model
 
 
@@ -164,7 +152,7 @@ def catalog_embeddings(model: RetrievalModel, transform_layer, titles: np.ndarra
     )
 
 
-def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.data.Dataset, ks: Sequence[int]) -> Dict[str, float]:
+def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.data.Dataset, ks: Sequence[int]) -> Dict[int, float]:
     """tfrs.metrics.FactorizedTopK accuracies of `model` over the catalog.
 
     candidates: float32 [num_movies, embedding_dim]; dataset: batches of
@@ -183,7 +171,7 @@ def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.d
 
     for batch in dataset:
         update(batch)
-    return {f"top_{k}": float(value) for k, value in zip(ks, metric.result())}
+    return {int(k): float(value) for k, value in zip(ks, metric.result(), strict=True)}
 
 
 def run_fn(fn_args) -> None:
@@ -201,7 +189,7 @@ def run_fn(fn_args) -> None:
     train_seconds = time.time() - started
 
     train_sample = train.take(-(-TRAIN_METRICS_MAX_EXAMPLES // config.batch_size))
-    catalog = read_catalog(fn_args.custom_config[CATALOG_PATTERN_CONFIG_KEY])
+    catalog = read_catalog(fn_args.custom_config[CATALOG_PATTERN_KEY])
     candidates = catalog_embeddings(model, transform_layer, catalog[F.MOVIE_TITLE])
     metrics = {
         "config": config.to_custom_config(),
@@ -212,8 +200,9 @@ def run_fn(fn_args) -> None:
         "eval": factorized_top_k(model, candidates, rating_batches(eval_files, transform_layer, _METRICS_BATCH), TOP_KS),
     }
     logging.info("retrieval metrics: %s", metrics)
-    os.makedirs(fn_args.model_run_dir, exist_ok=True)
-    with open(os.path.join(fn_args.model_run_dir, METRICS_FILE), "w") as f:
+    # tf.io.gfile: model_run_dir may be a gs:// URI (Vertex AI, Kubeflow).
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(f"{fn_args.model_run_dir.rstrip('/')}/{METRICS_FILE}", "w") as f:
         json.dump(metrics, f, indent=2)
 
     export.save(

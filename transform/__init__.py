@@ -1,4 +1,2 @@
-"""tensorflow-transform preprocessing of the rating examples."""
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+"""tensorflow-transform preprocessing (runs in the Transform and Trainer containers)."""
+import core  # noqa: F401  (Keras 2 before TensorFlow)

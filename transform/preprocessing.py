@@ -18,7 +18,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from transform import features as F
+from transform.config import TransformConfig
 
+_SECONDS_PER_DAY = 86400
 # Keras TextVectorization's default standardisation: lower case, no punctuation.
 _PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
 
@@ -38,7 +40,7 @@ def timestamp_boundaries(timestamps: tf.Tensor, mode: str, num_buckets: int) -> 
         return tf.expand_dims(low + (high - low) * steps, 0)
     if mode == "quantiles":
         return tft.quantiles(values, num_buckets=num_buckets, epsilon=1.0 / (4 * num_buckets))
-    raise ValueError(f"unknown timestamp_buckets {mode!r}: use 'uniform' or 'quantiles'")
+    raise ValueError(f"unknown timestamp_buckets {mode!r}")  # TransformConfig validates it
 
 
 def _dense(x) -> tf.Tensor:
@@ -49,8 +51,7 @@ def _dense(x) -> tf.Tensor:
 
 
 def preprocessing_fn(inputs: Dict[str, Any], custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    config = custom_config or {}
-    num_buckets = int(config.get("num_timestamp_buckets", 1000))
+    config = TransformConfig.from_custom_config(custom_config)
     outputs = {}
     outputs[F.USER_INDEX] = tft.compute_and_apply_vocabulary(
         _dense(inputs[F.USER_ID]), vocab_filename=F.USER_VOCAB, num_oov_buckets=1
@@ -62,16 +63,16 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Optional[Dict[str, A
     outputs[F.TITLE_TOKENS] = tft.compute_and_apply_vocabulary(
         title_tokens(titles).to_sparse(),
         vocab_filename=F.TOKEN_VOCAB,
-        top_k=int(config.get("max_title_tokens", 10_000)),
+        top_k=config.max_title_tokens,
         num_oov_buckets=1,
     )
 
     timestamps = _dense(inputs[F.TIMESTAMP])
-    boundaries = timestamp_boundaries(timestamps, config.get("timestamp_buckets", "uniform"), num_buckets)
+    boundaries = timestamp_boundaries(timestamps, config.timestamp_buckets, config.num_timestamp_buckets)
     outputs[F.TIMESTAMP_BUCKET] = tft.apply_buckets(tf.cast(timestamps, tf.float32), boundaries)
     outputs[F.TIMESTAMP_Z] = tft.scale_to_z_score(tf.cast(timestamps, tf.float32))
-    seconds = tf.math.floormod(timestamps, 86400)
-    outputs[F.HOUR_OF_DAY] = tf.cast(seconds // 3600, tf.int64)
+    seconds = tf.math.floormod(timestamps, _SECONDS_PER_DAY)
+    outputs[F.HOUR_OF_DAY] = tf.cast(seconds // (_SECONDS_PER_DAY // F.HOURS_PER_DAY), tf.int64)
     # 1970-01-01 was a Thursday (3 when Monday is 0).
-    outputs[F.DAY_OF_WEEK] = tf.cast(tf.math.floormod(timestamps // 86400 + 3, 7), tf.int64)
+    outputs[F.DAY_OF_WEEK] = tf.cast(tf.math.floormod(timestamps // _SECONDS_PER_DAY + 3, F.DAYS_PER_WEEK), tf.int64)
     return outputs

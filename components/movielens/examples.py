@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 from tfx_bsl.coders import example_coder
 
-from components.movielens.reader import MovieLensData, Movie, User
+from components.movielens.reader import Movie, MovieLensData, User
 
 _ENCODER = example_coder.RecordBatchToExamplesEncoder()
 

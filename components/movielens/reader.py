@@ -21,11 +21,12 @@ import csv
 import dataclasses
 import posixpath
 import zipfile
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from components.movielens import files
+from core.errors import ConfigError, UserError, check_choice
 
 # The genre names tensorflow-datasets uses for every MovieLens variant; the
 # `movie_genres` feature holds indices into this list.
@@ -66,7 +67,7 @@ LAYOUT_FILES = {
 }
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The input data cannot be used; the message says where and why."""
 
 
@@ -106,14 +107,6 @@ class Ratings:
 
     def __len__(self) -> int:
         return len(self.user_ids)
-
-    def take(self, indices: np.ndarray) -> "Ratings":
-        return Ratings(
-            user_ids=[self.user_ids[i] for i in indices],
-            movie_ids=[self.movie_ids[i] for i in indices],
-            ratings=self.ratings[indices],
-            timestamps=self.timestamps[indices],
-        )
 
 
 @dataclasses.dataclass
@@ -215,7 +208,8 @@ def _lines(source: _Source, name: str, encoding: str, bad: List[BadRow], header:
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as e:
-                bad.append(BadRow(display, number, f"undecodable bytes at column {e.start + 1} (expected {encoding})", raw.decode("latin-1")))
+                reason = f"undecodable bytes at column {e.start + 1} (expected {encoding})"
+                bad.append(BadRow(display, number, reason, raw.decode("latin-1")))
                 continue
             count += 1
             if header and count == 1:
@@ -249,15 +243,6 @@ def _fields(text: str, sep: str, expected: int, csv_quoted: bool = False) -> Lis
     return fields
 
 
-def _parse_file(source, name, encoding, bad, parse_row: Callable[[str], object], header=False):
-    display = source.display(name)
-    for number, text in _lines(source, name, encoding, bad, header=header):
-        try:
-            yield parse_row(text)
-        except _RowError as e:
-            bad.append(BadRow(display, number, str(e), text))
-
-
 def _genre_ids(names: Sequence[str]) -> Tuple[int, ...]:
     out = []
     for name in names:
@@ -289,7 +274,7 @@ def _movie_100k(text: str):
     flags = fields[5:]
     if any(f not in ("0", "1") for f in flags):
         raise _RowError("genre flags must be 0 or 1")
-    genres = tuple(_GENRE_INDEX[g] for g, f in zip(_ML100K_GENRE_COLUMNS, flags) if f == "1")
+    genres = tuple(_GENRE_INDEX[g] for g, f in zip(_ML100K_GENRE_COLUMNS, flags, strict=True) if f == "1")
     return _id(fields[0], "movie id"), Movie(fields[1], genres)
 
 
@@ -390,7 +375,8 @@ def load(path: str, max_bad_rows: int = 0) -> MovieLensData:
     if len(bad) > max_bad_rows:
         shown = "\n  ".join(b.describe() for b in bad[:10])
         more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
-        hint = " (allow up to N with --max-bad-rows N to quarantine them)" if max_bad_rows == 0 else f" (more than --max-bad-rows {max_bad_rows})"
+        hint = (" (allow up to N with --max-bad-rows N to quarantine them)" if max_bad_rows == 0
+                else f" (more than --max-bad-rows {max_bad_rows})")
         raise DataError(f"{len(bad)} bad row(s) in {path}{hint}:\n  {shown}{more}")
     if not user_ids:
         raise DataError(f"{display}: no usable ratings")
@@ -398,11 +384,15 @@ def load(path: str, max_bad_rows: int = 0) -> MovieLensData:
     return MovieLensData(source.layout, path, movies, users, ratings, bad)
 
 
+# One dataset, explicitly bounded: ExampleGen's executor validates and splits
+# the data, and its Beam workers (in the same process when Beam runs
+# in-process) encode it; this spares the workers a second parse, which costs
+# as much as the first (LOAD_SECONDS in bench/ figures: about 5 s per 1M ratings).
 _cache: Dict[Tuple, MovieLensData] = {}
 
 
 def load_cached(path: str, max_bad_rows: int = 0) -> MovieLensData:
-    """`load`, remembered for as long as the files keep their size and modification time."""
+    """`load`, remembered (one dataset) for as long as the files keep their size and modification time."""
     key = (path, max_bad_rows, files.identity(path))
     if key not in _cache:
         _cache.clear()
@@ -416,6 +406,13 @@ def load_cached(path: str, max_bad_rows: int = 0) -> MovieLensData:
 SPLIT_METHODS = ("random", "temporal")
 
 
+def check_split(method: str, train_fraction: float) -> None:
+    """Raises ConfigError unless `method` and `train_fraction` describe a split."""
+    check_choice("split", method, SPLIT_METHODS)
+    if not 0.0 < train_fraction < 1.0:
+        raise ConfigError(f"train fraction must be in (0, 1), got {train_fraction}")
+
+
 def split_indices(timestamps: np.ndarray, method: str, train_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """Row indices of the train and eval splits, each in ascending order.
 
@@ -423,16 +420,13 @@ def split_indices(timestamps: np.ndarray, method: str, train_fraction: float, se
     `temporal`: one global cutoff: the earliest `train_fraction` of the ratings
     (stable on ties) train, so no eval rating is earlier than a train rating.
     """
+    check_split(method, train_fraction)
     n = len(timestamps)
-    if not 0.0 < train_fraction < 1.0:
-        raise DataError(f"train fraction must be in (0, 1), got {train_fraction}")
     n_train = int(round(n * train_fraction))
     if method == "random":
         order = np.random.RandomState(seed).permutation(n)
-    elif method == "temporal":
+    else:  # temporal
         order = np.argsort(timestamps, kind="stable")
-    else:
-        raise DataError(f"unknown split {method!r}: choose one of {', '.join(SPLIT_METHODS)}")
     train, evaluation = np.sort(order[:n_train]), np.sort(order[n_train:])
     if len(train) == 0 or len(evaluation) == 0:
         raise DataError(

@@ -114,7 +114,7 @@ def _render(layout, titles, genres, users, movies, ratings, timestamps, num_user
     ages = rng.randint(7, 70, size=num_users)
     genders = rng.choice(["M", "F"], size=num_users)
     occupations = rng.randint(0, len(_OCCUPATIONS), size=num_users)
-    rows = zip(users + 1, movies + 1, ratings, timestamps)
+    rows = zip(users + 1, movies + 1, ratings, timestamps, strict=True)
     if layout == "ml-100k":
         data = "".join(f"{u}\t{m}\t{r}\t{t}\n" for u, m, r, t in rows)
         items = []

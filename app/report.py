@@ -1,4 +1,8 @@
-"""The side-by-side report: report.json, report.md, top_k.png and the terminal table."""
+"""The side-by-side report: report.json, report.md, top_k.png and the terminal table.
+
+Rows: every baseline (components.baselines), then every model variant.
+Accuracies are keyed by k; `trainer.config.top_k_label` formats them.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +10,29 @@ import json
 import os
 from typing import Dict, List
 
-from pipeline.config import VARIANTS
+from trainer.config import top_k_label
 
 JSON_FILE = "report.json"
 MARKDOWN_FILE = "report.md"
 PLOT_FILE = "top_k.png"
-MODEL_ORDER = ("popularity", *VARIANTS)
 
 
-def _ks(result: Dict) -> List[str]:
-    pop = result["models"]["popularity"]["eval"]
-    return sorted(pop, key=lambda name: int(name.split("_")[1]))
+def _ks(result: Dict) -> List[int]:
+    return sorted({k for accuracies in result["baselines"].values() for k in accuracies})
 
 
 def _rows(result: Dict):
-    for name in MODEL_ORDER:
-        model = result["models"].get(name)
-        if model is None:
-            continue
-        blessed = "-" if name == "popularity" else ("yes" if model.get("blessed") else "no")
-        yield name, model.get("eval", {}), blessed, model.get("pushed_to") or "-"
+    """(name, {k: accuracy}, blessed, pushed to) for each baseline, then each model."""
+    for name, accuracies in result["baselines"].items():
+        yield name, accuracies, "-", "-"
+    for name, model in result["models"].items():
+        yield name, model.get("eval", {}), "yes" if model.get("blessed") else "no", model.get("pushed_to") or "-"
 
 
 def table(result: Dict) -> str:
     """The plain-text table printed at the end of a run."""
     ks = _ks(result)
-    header = f"{'model':<11}" + "".join(f"{k:>9}" for k in ks) + f"  {'blessed':<8} pushed to"
+    header = f"{'model':<11}" + "".join(f"{top_k_label(k):>9}" for k in ks) + f"  {'blessed':<8} pushed to"
     lines = [header, "-" * len(header)]
     for name, accuracy, blessed, pushed in _rows(result):
         values = "".join(f"{accuracy[k]:>9.4f}" if k in accuracy else f"{'n/a':>9}" for k in ks)
@@ -42,11 +43,10 @@ def table(result: Dict) -> str:
 
 def _decisions(result: Dict) -> List[str]:
     gate = result["gate"]
-    lines = [f"gate: eval top-100 accuracy >= {gate['value_floor']:.4f} (value floor) and "
-             f"> latest blessed model + {gate['min_improvement']}"]
-    for name in MODEL_ORDER[1:]:
-        model = result["models"].get(name)
-        if model is None or "blessed" not in model:
+    lines = [f"gate: eval top-{gate['k']} accuracy >= {gate['value_floor']:.4f} (value floor: "
+             f"{gate['value_floor_from']}) and > latest blessed model + {gate['min_improvement']}"]
+    for name, model in result["models"].items():
+        if "blessed" not in model:
             continue
         if model["blessed"]:
             lines.append(f"{name}: blessed and pushed")
@@ -66,7 +66,7 @@ def markdown(result: Dict) -> str:
         "",
         "Eval top-k accuracy over the full catalog (TFMA; FactorizedTopK definition):",
         "",
-        "| model | " + " | ".join(ks) + " | blessed | pushed to |",
+        "| model | " + " | ".join(top_k_label(k) for k in ks) + " | blessed | pushed to |",
         "|---" * (len(ks) + 3) + "|",
     ]
     for name, accuracy, blessed, pushed in _rows(result):
@@ -83,14 +83,13 @@ def plot(result: Dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     ks = _ks(result)
-    xs = [int(k.split("_")[1]) for k in ks]
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, accuracy, _, _ in _rows(result):
         if accuracy:
-            ax.plot(xs, [accuracy.get(k) for k in ks], marker="o", label=name)
+            ax.plot(ks, [accuracy.get(k) for k in ks], marker="o", label=name)
     ax.set_xscale("log")
-    ax.set_xticks(xs)
-    ax.set_xticklabels([str(x) for x in xs])
+    ax.set_xticks(ks)
+    ax.set_xticklabels([str(k) for k in ks])
     ax.set_xlabel("k")
     ax.set_ylabel("eval top-k accuracy")
     ax.set_title(f"MovieLens retrieval ({result['split']} split, {result['config']} config)")

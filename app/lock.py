@@ -13,14 +13,16 @@ import os
 import time
 from typing import Iterator
 
+from core.errors import UserError
+
 LOCK_FILE = ".lock"
 
 
-class OutputInUse(RuntimeError):
+class OutputInUse(UserError):
     """Another run holds the output directory."""
 
 
-class OutputNotWritable(RuntimeError):
+class OutputNotWritable(UserError):
     """The output directory cannot be written (read-only, no space, no permission)."""
 
 

@@ -7,20 +7,22 @@
   movielens-tfx submit --spec pipeline.json --project P [--variant both] [--dry-run]
 """
 
+import core  # noqa: F401  (first: Keras 2 before TensorFlow loads)
+
+# isort: split
+import argparse
+import dataclasses
+import errno
+import json
 import os
+import sys
+import time
+from typing import List, Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import argparse  # noqa: E402
-import errno  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from typing import List, Optional  # noqa: E402
-
-from components.movielens.reader import SPLIT_METHODS, DataError  # noqa: E402
-from pipeline.config import NAMED_CONFIGS, VARIANTS, PipelineConfig, named_config  # noqa: E402
+from components.movielens.reader import SPLIT_METHODS
+from core.errors import ConfigError, UserError
+from pipeline.config import VARIANTS, CloudConfig, PipelineConfig, named_config
+from trainer.config import NAMED_CONFIGS
 
 LOG_FILE = "run.log"
 # Storage errors reported as such (with the path), not as a traceback.
@@ -29,22 +31,15 @@ _STORAGE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 _DISK_FULL = ("database or disk is full", "No space left on device")
 
 
-class UserError(Exception):
-    """An error the user can fix; printed without a traceback."""
+def user_error(error: BaseException, output_dir: Optional[str] = None) -> Optional[UserError]:
+    """The first user-fixable error in `error`'s cause chain, if any.
 
-
-def _user_error(error: BaseException, output_dir: Optional[str] = None) -> Optional[BaseException]:
-    """The first user-fixable error in `error`'s cause chain, if any."""
-    # Only classes of modules already imported can match (importing TFX here
-    # would print to the terminal).
-    user_types = [DataError, UserError]
-    for module, name in (("components.data_gate", "DataValidationError"),
-                         ("pipeline.lock", "OutputInUse"), ("pipeline.lock", "OutputNotWritable")):
-        if module in sys.modules:
-            user_types.append(getattr(sys.modules[module], name))
+    A UserError anywhere in the chain (a component raises it inside TFX's
+    runner), or a storage error: no space, read-only, no permission.
+    """
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, tuple(user_types)):
+        if isinstance(error, UserError):
             return error
         if isinstance(error, OSError) and error.errno in _STORAGE_ERRORS and error.filename:
             return UserError(f"cannot write {error.filename}: {error.strerror}")
@@ -56,13 +51,18 @@ def _user_error(error: BaseException, output_dir: Optional[str] = None) -> Optio
     return None
 
 
+def _default(name: str, config_class=PipelineConfig):
+    """The config class's default for `name` (the one place defaults are written)."""
+    return {f.name: f.default for f in dataclasses.fields(config_class)}[name]
+
+
 def model_overrides(pairs: List[str]) -> dict:
     """ModelConfig changes from KEY=VALUE strings (VALUE parsed as JSON when it is JSON)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -88,30 +88,25 @@ def build_config(args) -> PipelineConfig:
         beam_workers=args.beam_workers,
     )
     overrides = model_overrides(args.set or [])
-    if overrides:
-        try:
-            config = config.with_model(**overrides)
-        except TypeError as e:
-            raise UserError(f"--set: {e}") from None
-    return config
+    return config.with_model(**overrides) if overrides else config
 
 
 def cmd_run(args) -> int:
-    from pipeline.logs import quiet_logs
+    from app.logs import quiet_logs
 
     started = time.time()
 
     def progress(line: str) -> None:
         print(f"[{time.time() - started:7.1f}s] {line}", flush=True)
 
+    config = build_config(args)  # validated before anything runs
     log_path = os.path.join(args.output, LOG_FILE)
     print(f"output: {os.path.abspath(args.output)} (log: {log_path})", flush=True)
     with quiet_logs(log_path):
         # TensorFlow, Beam and TFX print while importing: import them here.
-        from pipeline import report
-        from pipeline.job import run_job
+        from app import report
+        from app.job import run_job
 
-        config = build_config(args)
         result = run_job(config, variants=args.variants.split(","), progress=progress)
     print()
     print(report.table(result))
@@ -152,8 +147,7 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from pipeline.config import CloudConfig
-    from pipeline.logs import quiet_logs
+    from app.logs import quiet_logs
 
     if args.target == "vertex" and not args.project:
         raise UserError("--target vertex needs --project (Dataflow and Vertex AI run in a Google Cloud project)")
@@ -198,18 +192,19 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="MovieLens directory or .zip (ml-100k, ml-1m or CSV layout); "
                      "default: download --dataset into ~/.cache/movielens-tfx, verified")
     run.add_argument("--dataset", default="ml-100k", help="archive to download when --data is not given")
-    run.add_argument("--output", default="output", help="pipeline root, metadata, serving dir, report, log")
+    run.add_argument("--output", default=_default("output_dir"), help="pipeline root, metadata, serving dir, report, log")
     run.add_argument("--config", default="default", choices=sorted(NAMED_CONFIGS))
-    run.add_argument("--split", default="random", choices=SPLIT_METHODS)
-    run.add_argument("--train-fraction", type=float, default=0.8)
-    run.add_argument("--max-bad-rows", type=int, default=0, help="quarantine up to N bad rows instead of failing")
-    run.add_argument("--value-floor", type=float, default=None,
-                     help="minimum eval top-100 accuracy to bless (default: the popularity baseline's)")
-    run.add_argument("--min-improvement", type=float, default=0.0,
+    run.add_argument("--split", default=_default("split"), choices=SPLIT_METHODS)
+    run.add_argument("--train-fraction", type=float, default=_default("train_fraction"))
+    run.add_argument("--max-bad-rows", type=int, default=_default("max_bad_rows"),
+                     help="quarantine up to N bad rows instead of failing")
+    run.add_argument("--value-floor", type=float, default=_default("value_floor"),
+                     help="minimum eval top-100 accuracy to bless (default: the best baseline's)")
+    run.add_argument("--min-improvement", type=float, default=_default("min_improvement"),
                      help="top-100 improvement over the latest blessed model needed to bless")
     run.add_argument("--variants", default=",".join(VARIANTS), help="which models to train, in order")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model hyperparameter, e.g. epochs=5")
-    run.add_argument("--beam-workers", type=int, default=1,
+    run.add_argument("--beam-workers", type=int, default=_default("beam_workers"),
                      help="Beam worker processes for ExampleGen, StatisticsGen, Transform, Evaluator (1: in-process)")
     run.set_defaults(func=cmd_run)
 
@@ -218,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--timestamp", type=int, default=None, help="seconds since the epoch (default: now)")
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--json", action="store_true")
-    rec.add_argument("--output", default="output")
+    rec.add_argument("--output", default=_default("output_dir"))
     rec.set_defaults(func=cmd_recommend)
 
     comp = sub.add_parser("compile", help="write the pipeline spec for Vertex AI / Kubeflow Pipelines (offline)")
@@ -228,17 +223,17 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("--data", required=True, help="MovieLens directory or .zip as the pipeline sees it (gs://...)")
     comp.add_argument("--root", required=True, help="where runs write: gs://bucket/movielens-tfx (pipeline root, serving)")
     comp.add_argument("--config", default="default", choices=sorted(NAMED_CONFIGS))
-    comp.add_argument("--split", default="random", choices=SPLIT_METHODS)
+    comp.add_argument("--split", default=_default("split"), choices=SPLIT_METHODS)
     comp.add_argument("--project", help="Google Cloud project: Beam stages on Dataflow")
-    comp.add_argument("--region", default="us-central1")
-    comp.add_argument("--dataflow-machine-type", default="n1-standard-4")
+    comp.add_argument("--region", default=_default("region", CloudConfig))
+    comp.add_argument("--dataflow-machine-type", default=_default("dataflow_machine_type", CloudConfig))
     comp.add_argument("--vertex-training", action="store_true", help="run the Trainer as a Vertex AI Training job")
     comp.set_defaults(func=cmd_compile)
 
     submit = sub.add_parser("submit", help="submit a compiled spec to Vertex AI Pipelines")
     submit.add_argument("--spec", default="pipeline.json")
     submit.add_argument("--project", required=True)
-    submit.add_argument("--region", default="us-central1")
+    submit.add_argument("--region", default=_default("region", CloudConfig))
     submit.add_argument("--variant", default="both", choices=(*VARIANTS, "both"))
     submit.add_argument("--service-account", default="")
     submit.add_argument("--dry-run", action="store_true", help="print the PipelineJob arguments, submit nothing")
@@ -248,17 +243,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
-    if getattr(args, "variants", None):
+    if getattr(args, "variants", None) is not None:
         unknown = set(args.variants.split(",")) - set(VARIANTS)
-        if unknown:
+        if unknown or not args.variants:
             parser().error(f"--variants: unknown {', '.join(sorted(unknown))} (use {','.join(VARIANTS)})")
     try:
         return args.func(args)
-    except Exception as error:  # noqa: BLE001 - turned into a message below
-        user_error = _user_error(error, getattr(args, "output", None))
-        if user_error is None:
+    except Exception as error:  # noqa: BLE001 - a UserError becomes a message, anything else re-raises
+        found = user_error(error, getattr(args, "output", None))
+        if found is None:
             raise
-        print(f"error: {user_error}", file=sys.stderr)
+        print(f"error: {found}", file=sys.stderr)
         return 2
 
 

@@ -2,8 +2,9 @@
 
 `variant_result(config)` returns, for the latest run of `config`'s pipeline:
 the Trainer's FactorizedTopK accuracies (train and eval), the Evaluator's
-TFMA accuracies and validation outcome, the blessing and where the Pusher
-pushed the model.
+TFMA accuracies, value floor and validation outcome, the blessing and where
+the Pusher pushed the model. `data_result(config)` returns what ExampleGen
+recorded about the data and the baselines' accuracies. Accuracies are keyed by k.
 """
 
 from __future__ import annotations
@@ -13,25 +14,30 @@ import os
 from typing import Dict, List, Optional
 
 import ml_metadata as mlmd
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.config import TOP_KS, PipelineConfig
-from pipeline.evaluation import metric_name
+from components import baselines
+from components.evaluator import VALUE_FLOOR_PROPERTY
+from pipeline.config import PipelineConfig
+from trainer.config import METRICS_FILE, TOP_KS, metrics_by_k
+from trainer.tfma_metric import metric_name
 
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
 
-def _store(config: PipelineConfig) -> mlmd.MetadataStore:
+def metadata_store(metadata_path: str) -> mlmd.MetadataStore:
+    """The run's ML Metadata store (SQLite), opened read-only."""
     connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = os.path.abspath(config.metadata_path)
+    connection.sqlite.filename_uri = os.path.abspath(metadata_path)
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     return mlmd.MetadataStore(connection)
 
 
 def latest_outputs(config: PipelineConfig, node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
     """Output artifacts of the latest execution of `node_id`, by output key."""
-    store = _store(config)
+    store = metadata_store(config.metadata_path)
     context = store.get_context_by_type_and_name("node", f"{config.pipeline_name}.{node_id}")
     if context is None:
         return {}
@@ -54,12 +60,12 @@ def _custom(artifact: metadata_store_pb2.Artifact, name: str):
     value = artifact.custom_properties.get(name)
     if value is None:
         return None
-    return value.int_value if value.HasField("int_value") else value.string_value
+    return getattr(value, value.WhichOneof("value"))
 
 
-def tfma_accuracies(evaluation_uri: str) -> Dict[str, float]:
-    """The candidate model's top-k accuracies from the Evaluator's output."""
-    wanted = {metric_name(k): f"top_{k}" for k in TOP_KS}
+def tfma_accuracies(evaluation_uri: str) -> Dict[int, float]:
+    """The candidate model's top-k accuracies from the Evaluator's output, by k."""
+    wanted = {metric_name(k): k for k in TOP_KS}
     result = {}
     for metrics in tfma.load_metrics(evaluation_uri):
         for item in metrics.metric_keys_and_values:
@@ -67,7 +73,7 @@ def tfma_accuracies(evaluation_uri: str) -> Dict[str, float]:
             if key.is_diff or key.model_name not in ("", "candidate") or key.name not in wanted:
                 continue
             result[wanted[key.name]] = item.value.double_value.value
-    return {name: result[name] for name in sorted(result, key=lambda n: int(n.split("_")[1]))}
+    return dict(sorted(result.items()))
 
 
 def validation_failures(evaluation_uri: str) -> List[str]:
@@ -96,15 +102,16 @@ def variant_result(config: PipelineConfig) -> Dict:
     trainer = latest_outputs(config, "RetrievalTrainer")
     if trainer:
         result["model_uri"] = trainer["model"][0].uri
-        with open(os.path.join(trainer["model_run"][0].uri, "metrics.json")) as f:
+        with tf.io.gfile.GFile(os.path.join(trainer["model_run"][0].uri, METRICS_FILE)) as f:
             trained = json.load(f)
-        result["train"] = trained["train"]
-        result["trainer_eval"] = trained["eval"]
+        result["train"] = metrics_by_k(trained["train"])
+        result["trainer_eval"] = metrics_by_k(trained["eval"])
         result["train_seconds"] = round(trained["train_seconds"], 1)
     evaluator = latest_outputs(config, "Evaluator")
     if evaluator:
         evaluation_uri = evaluator["evaluation"][0].uri
         result["eval"] = tfma_accuracies(evaluation_uri)
+        result["value_floor"] = _custom(evaluator["evaluation"][0], VALUE_FLOOR_PROPERTY)
         blessing = evaluator["blessing"][0]
         result["blessed"] = bool(_custom(blessing, "blessed"))
         result["compared_with"] = _custom(blessing, "baseline_model") or None
@@ -117,3 +124,19 @@ def variant_result(config: PipelineConfig) -> Dict:
             pushed = _custom(pushed_model, "pushed_destination")
     result["pushed_to"] = pushed
     return result
+
+
+def data_result(config: PipelineConfig) -> Dict:
+    """The data as RatingsExampleGen recorded it, and the baselines' accuracies on its eval split."""
+    ratings = latest_outputs(config, "RatingsExampleGen")["examples"][0]
+    summary = {
+        "path": os.path.abspath(config.data_path),
+        "layout": _custom(ratings, "movielens_layout"),
+        "ratings": _custom(ratings, "num_examples_train") + _custom(ratings, "num_examples_eval"),
+        "movies": _custom(ratings, "num_movies"),
+        "users": _custom(ratings, "num_users"),
+        "train": _custom(ratings, "num_examples_train"),
+        "eval": _custom(ratings, "num_examples_eval"),
+        "quarantined_rows": _custom(ratings, "num_quarantined_rows"),
+    }
+    return {"summary": summary, "baselines": baselines.read(latest_outputs(config, "Baselines")["baselines"][0].uri)}

@@ -1,0 +1,73 @@
+"""The main job: train and gate the baseline, then the timestamp model.
+
+Both variants run the same pipeline on one pipeline root and one metadata
+store, so the second run takes ExampleGen ... Transform and the Baselines from
+the cache, and its Evaluator compares against the latest blessed model
+(normally the baseline just blessed). Everything the report shows is read
+back from what the pipeline recorded (app.results): the data is read once, by
+ExampleGen. The report (report.json, report.md, top_k.png) puts the
+baselines, the baseline model and the timestamp model side by side.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, Optional, Sequence
+
+from app import lock, report
+from app.results import data_result, variant_result
+from pipeline.config import VARIANTS, PipelineConfig
+from pipeline.local_runner import run_pipeline
+from trainer.config import GATE_K
+
+
+def run_job(
+    config: PipelineConfig,
+    variants: Sequence[str] = tuple(VARIANTS),
+    progress: Optional[Callable[[str], None]] = None,
+) -> Dict:
+    """Runs each variant through the pipeline; writes and returns the report.
+
+    Holds the output directory's lock for the whole job (see app.lock).
+    """
+    with lock.exclusive(config.output_dir):
+        return _run_job(config, variants, progress)
+
+
+def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
+    say = progress or (lambda line: None)
+    started = time.time()
+    models: Dict[str, Dict] = {}
+    timings: Dict[str, list] = {}
+    data = None
+    for name in variants:
+        variant = config.with_model(use_timestamps=VARIANTS[name])
+        say(f"--- {name} model (use_timestamps={VARIANTS[name]})")
+        timings[name] = run_pipeline(variant, progress=say)
+        if data is None:
+            data = data_result(variant)
+            summary = data["summary"]
+            say(f"data: {summary['ratings']} ratings ({summary['layout']}), train {summary['train']} / "
+                f"eval {summary['eval']} ({config.split} split); "
+                + ", ".join(f"{b} top-{GATE_K} {acc[GATE_K]:.4f}" for b, acc in data["baselines"].items()))
+        models[name] = variant_result(variant)
+
+    floors = [m["value_floor"] for m in models.values() if m.get("value_floor") is not None]
+    result = {
+        "dataset": data["summary"],
+        "split": config.split,
+        "config": config.config_name,
+        "model_config": config.model.to_custom_config(),
+        "gate": {
+            "k": GATE_K,
+            "value_floor": floors[-1] if floors else config.value_floor,
+            "value_floor_from": "--value-floor" if config.value_floor is not None else "best baseline",
+            "min_improvement": config.min_improvement,
+        },
+        "baselines": data["baselines"],
+        "models": models,
+        "timings": timings,
+        "wall_seconds": round(time.time() - started, 1),
+    }
+    report.write(result, config.output_dir)
+    return result

@@ -1,0 +1,73 @@
+"""Configs: round trips through custom_config, validation on construction, CLI defaults from one place."""
+
+import json
+
+import pytest
+
+from app import cli
+from core.errors import ConfigError, UserError
+from pipeline.config import PipelineConfig, named_config
+from trainer.config import NAMED_CONFIGS, OPTIMIZERS, ModelConfig, metrics_by_k, top_k_label
+from transform.config import TransformConfig
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_CONFIGS))
+def test_model_config_round_trips_through_the_trainer_custom_config(name):
+    config = NAMED_CONFIGS[name].replace(tower_layers=(64, 32))
+    custom_config = json.loads(json.dumps(config.to_custom_config()))  # as TFX passes it: JSON
+    custom_config["catalog_file_pattern"] = "/somewhere/*"  # keys of other parties are ignored
+    assert ModelConfig.from_custom_config(custom_config) == config
+
+
+def test_transform_config_round_trips_and_defaults():
+    config = TransformConfig(timestamp_buckets="quantiles", num_timestamp_buckets=50)
+    assert TransformConfig.from_custom_config(json.loads(json.dumps(config.to_custom_config()))) == config
+    assert TransformConfig.from_custom_config(None) == TransformConfig()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"optimizer": "sgd"}, "optimizer: 'sgd' is not one of adagrad, adam"),
+    ({"epochs": 0}, "epochs: 0 is not a positive integer"),
+    ({"batch_size": 2.5}, "batch_size: 2.5 is not a positive integer"),
+    ({"temperature": 0}, "temperature: 0 is not a number > 0"),
+    ({"learning_rate": -1}, "learning_rate: -1 is not a number >= 0.0"),
+    ({"tower_layers": [64, 0]}, "tower_layers: [64, 0] must be positive integers"),
+    ({"epoch": 3}, "unknown model setting epoch: valid settings are use_timestamps, time_of_day, epochs"),
+])
+def test_bad_model_settings_fail_on_construction_with_the_valid_values(changes, message):
+    with pytest.raises(ConfigError) as error:
+        NAMED_CONFIGS["default"].replace(**changes)
+    assert message in str(error.value)
+    assert isinstance(error.value, UserError)
+
+
+def test_pipeline_and_transform_configs_validate_themselves():
+    with pytest.raises(ConfigError, match="split: 'future' is not one of random, temporal"):
+        PipelineConfig(data_path="d", split="future")
+    with pytest.raises(ConfigError, match=r"train fraction must be in \(0, 1\), got 1.0"):
+        PipelineConfig(data_path="d", train_fraction=1.0)
+    with pytest.raises(ConfigError, match="config: 'best' is not one of tutorial, default"):
+        named_config("best", data_path="d")
+    with pytest.raises(ConfigError, match="timestamp_buckets: 'log' is not one of uniform, quantiles"):
+        TransformConfig(timestamp_buckets="log")
+
+
+def test_optimizer_names_match_the_trainer_classes():
+    from trainer.task import OPTIMIZER_CLASSES
+
+    assert tuple(OPTIMIZER_CLASSES) == OPTIMIZERS
+
+
+def test_cli_defaults_are_the_config_defaults():
+    args = cli.parser().parse_args(["run", "--data", "d"])
+    config = cli.build_config(args)
+    defaults = PipelineConfig(data_path="d")
+    for name in ("split", "train_fraction", "max_bad_rows", "value_floor", "min_improvement", "beam_workers", "output_dir"):
+        assert getattr(config, name) == getattr(defaults, name), name
+    assert config.model == NAMED_CONFIGS["default"]
+
+
+def test_metrics_are_keyed_by_k_and_formatted_only_when_printed():
+    assert metrics_by_k({"100": 0.5, "5": 0.1, 1: 0.01}) == {1: 0.01, 5: 0.1, 100: 0.5}
+    assert list(metrics_by_k({"100": 0.5, "5": 0.1})) == [5, 100]
+    assert top_k_label(100) == "top_100"

@@ -1,0 +1,59 @@
+"""The TFMA combiner behind TopKAccuracy, and the report's table."""
+
+import numpy as np
+import pytest
+from tensorflow_model_analysis.metrics import metric_types
+
+from app import report
+from trainer import tfma_metric
+from trainer.export import hit_output
+
+
+def _inputs(hits, model_name=None):
+    prediction = {hit_output(100): np.array(hits, np.float32)}
+    if model_name:
+        prediction = {model_name: prediction, "baseline": {hit_output(100): np.zeros(len(hits))}}
+    return metric_types.StandardMetricInputs(prediction=prediction)
+
+
+@pytest.mark.parametrize("model_name", ["", "candidate"])
+def test_mean_hit_averages_one_output_across_batches_and_merges(model_name):
+    key = metric_types.MetricKey(name=tfma_metric.metric_name(100), model_name=model_name)
+    combiner = tfma_metric.MeanHit(key, model_name, hit_output(100))
+    a = combiner.add_input(combiner.create_accumulator(), _inputs([1, 0, 1], model_name))
+    b = combiner.add_input(combiner.create_accumulator(), _inputs([0, 0], model_name))
+    assert combiner.extract_output(combiner.merge_accumulators([a, b])) == {key: pytest.approx(2 / 5)}
+    assert np.isnan(combiner.extract_output(combiner.create_accumulator())[key])
+
+
+def test_top_k_accuracy_computes_one_key_per_model():
+    computations = tfma_metric.TopKAccuracy(k=10).computations(model_names=["candidate", "baseline"])
+    keys = [c.keys[0] for c in computations]
+    assert [(k.name, k.model_name) for k in keys] == [("top_10_accuracy", "candidate"), ("top_10_accuracy", "baseline")]
+
+
+def _result():
+    return {
+        "gate": {"k": 100, "value_floor": 0.3, "value_floor_from": "best baseline", "min_improvement": 0.0},
+        "baselines": {"popularity": {1: 0.01, 100: 0.3}},
+        "models": {
+            "baseline": {"eval": {1: 0.02, 100: 0.41}, "blessed": True, "pushed_to": "serving/m/17"},
+            "timestamp": {"eval": {1: 0.03, 100: 0.40}, "blessed": False, "pushed_to": None,
+                          "not_blessed_because": ["top_100_accuracy improvement over the blessed model -0.0100 fails"]},
+        },
+    }
+
+
+def test_table_rows_baselines_then_models_and_the_gate_decisions():
+    lines = report.table(_result()).splitlines()
+    assert lines[0].split() == ["model", "top_1", "top_100", "blessed", "pushed", "to"]
+    assert lines[2].split() == ["popularity", "0.0100", "0.3000", "-", "-"]
+    assert lines[3].split() == ["baseline", "0.0200", "0.4100", "yes", "serving/m/17"]
+    assert lines[4].split() == ["timestamp", "0.0300", "0.4000", "no", "-"]
+    assert lines[5] == ("gate: eval top-100 accuracy >= 0.3000 (value floor: best baseline) "
+                        "and > latest blessed model + 0.0")
+    assert lines[6:] == ["baseline: blessed and pushed",
+                         "timestamp: not blessed: top_100_accuracy improvement over the blessed model -0.0100 fails"]
+    assert "| popularity | 0.0100 | 0.3000 | - | - |" in report.markdown({**_result(), "dataset": {
+        "path": "d", "layout": "ml-100k", "ratings": 10, "movies": 3, "train": 8, "eval": 2}, "split": "temporal",
+        "config": "default"})

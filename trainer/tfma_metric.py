@@ -1,0 +1,75 @@
+"""TopKAccuracy: the TFMA metric the Evaluator computes (runs in the Evaluator).
+
+The model's `evaluate_hits` signature (trainer.export) returns, per eval
+example, `hit_at_{k}` in {0, 1}. `TopKAccuracy` (registered with TFMA; the
+eval config names it by this module) averages one of them into
+`top_{k}_accuracy`. It reads only the prediction: no label, no per-example
+calibration bookkeeping, which made TFMA's MeanPrediction the larger part of
+the Evaluator's time.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional
+
+import apache_beam as beam
+import numpy as np
+from tensorflow_model_analysis.metrics import metric_types
+
+from trainer.config import GATE_K
+from trainer.export import hit_output
+
+
+def metric_name(k: int) -> str:
+    """TFMA's name of top-k accuracy: "top_100_accuracy"."""
+    return f"top_{k}_accuracy"
+
+
+class TopKAccuracy(metric_types.Metric):
+    """Share of eval ratings whose movie the model ranks in its top k of the catalog."""
+
+    def __init__(self, k: int = GATE_K, name: Optional[str] = None):
+        super().__init__(_top_k_accuracy, k=k, name=name or metric_name(k))
+
+
+metric_types.register_metric(TopKAccuracy)
+
+
+def _top_k_accuracy(
+    k: int, name: str, model_names: Optional[List[str]] = None, example_weighted: bool = False
+) -> metric_types.MetricComputations:
+    computations = []
+    for model_name in model_names or [""]:
+        key = metric_types.MetricKey(name=name, model_name=model_name, example_weighted=example_weighted)
+        computations.append(metric_types.MetricComputation(
+            keys=[key], preprocessors=None, combiner=MeanHit(key, model_name, hit_output(k))
+        ))
+    return computations
+
+
+class MeanHit(beam.CombineFn):
+    """Mean of one {0, 1} model output; accumulator: [sum of hits, examples]."""
+
+    def __init__(self, key: metric_types.MetricKey, model_name: str, output_name: str):
+        self._key = key
+        self._model_name = model_name
+        self._output_name = output_name
+
+    def create_accumulator(self) -> np.ndarray:
+        return np.zeros(2)
+
+    def add_input(self, accumulator: np.ndarray, element: metric_types.StandardMetricInputs) -> np.ndarray:
+        predictions = element.prediction
+        if self._model_name in predictions:  # several models (candidate, baseline)
+            predictions = predictions[self._model_name]
+        hits = np.asarray(predictions[self._output_name])
+        accumulator[0] += hits.sum()
+        accumulator[1] += hits.size
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[np.ndarray]) -> np.ndarray:
+        return np.sum(list(accumulators), axis=0)
+
+    def extract_output(self, accumulator: np.ndarray) -> Dict[metric_types.MetricKey, float]:
+        hits, examples = accumulator
+        return {self._key: float(hits / examples) if examples else float("nan")}
