@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.installed
 DATA    ?= $(wildcard ../shared/data/ml-100k)
 OUTPUT  ?= output
 CONFIG  ?= default
-SPLIT   ?= random
+SPLIT   ?=
 
 .PHONY: run test test-unit lint bench clean
 
@@ -35,7 +35,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/movielens-tfx run $(if $(DATA),--data $(DATA)) --output $(OUTPUT) --config $(CONFIG) --split $(SPLIT)
+	$(VENV)/bin/movielens-tfx run $(if $(DATA),--data $(DATA)) --output $(OUTPUT) --config $(CONFIG) $(if $(SPLIT),--split $(SPLIT))
 
 # The whole suite; the fast unit layer (tests/unit, under a minute) runs first.
 test: $(STAMP)

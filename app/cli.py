@@ -2,7 +2,7 @@
 
   movielens-tfx run [--data PATH] [--output DIR] [--config tutorial|default]
                     [--split random|temporal] ...
-  movielens-tfx recommend --user 42 [--timestamp T] [-k 10] [--json] [--output DIR]
+  movielens-tfx recommend --user 42 [--timestamp T] [--history 50,172,...] [-k 10] [--json] [--output DIR]
   movielens-tfx compile --target vertex|kubeflow --image IMAGE --data URI --root URI [--project P]
   movielens-tfx submit --spec pipeline.json --project P [--variant both] [--dry-run]
 """
@@ -123,14 +123,40 @@ def latest_pushed_model(serving_dir: str) -> str:
     return os.path.join(serving_dir, max(versions, key=int))
 
 
-def cmd_recommend(args) -> int:
-    import tensorflow as tf
+def parse_history(text: str) -> List[tuple]:
+    """--history "50,172:881250949,...": movie ids, most recent first, each optionally with its rating time."""
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        movie, sep, when = item.partition(":")
+        if sep and not when.lstrip("-").isdigit():
+            raise UserError(f"--history: {item!r}: the rating time after ':' must be seconds since the epoch")
+        out.append((movie, int(when) if sep else None))
+    return out
 
+
+def cmd_recommend(args) -> int:
     config = PipelineConfig(data_path="", output_dir=args.output)
     model_dir = latest_pushed_model(config.model_serving_dir)
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
     timestamp = int(args.timestamp if args.timestamp is not None else time.time())
-    out = serve(user_id=tf.constant([str(args.user)]), timestamp=tf.constant([timestamp], tf.int64))
+    if args.history is not None:
+        history = parse_history(args.history)
+        source = "--history"
+    else:  # the user's latest history in the data the pipeline ingested
+        from app.results import user_history
+
+        history = user_history(config, str(args.user), before=timestamp)
+        source = "the data"
+    # A rating time not given: taken as just before the request.
+    history = [(movie, when if when is not None else timestamp - 1) for movie, when in history]
+
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    out = serve(
+        user_id=tf.constant([str(args.user)]), timestamp=tf.constant([timestamp], tf.int64),
+        history=tf.constant([[movie for movie, _ in history]], tf.string, shape=[1, len(history)]),
+        history_timestamps=tf.constant([[when for _, when in history]], tf.int64, shape=[1, len(history)]),
+    )
     k = min(args.k, out["scores"].shape[1])
     items = [
         {"movie_id": out["movie_ids"][0, i].numpy().decode(), "title": out["movie_titles"][0, i].numpy().decode(),
@@ -138,9 +164,12 @@ def cmd_recommend(args) -> int:
         for i in range(k)
     ]
     if args.json:
-        print(json.dumps({"user_id": str(args.user), "timestamp": timestamp, "model": model_dir, "recommendations": items}))
+        print(json.dumps({"user_id": str(args.user), "timestamp": timestamp, "model": model_dir,
+                          "history": [movie for movie, _ in history], "recommendations": items}))
     else:
-        print(f"top {k} for user {args.user} at timestamp {timestamp} (model {model_dir}):")
+        print(f"top {k} for user {args.user} at timestamp {timestamp} (model {model_dir}); "
+              f"history from {source}: {len(history)} movies, most recent first: "
+              f"{', '.join(movie for movie, _ in history[:10])}{' ...' if len(history) > 10 else ''}")
         for rank, item in enumerate(items, start=1):
             print(f"{rank:>3}. {item['score']:8.4f}  {item['title']}")
     return 0
@@ -194,7 +223,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", default="ml-100k", help="archive to download when --data is not given")
     run.add_argument("--output", default=_default("output_dir"), help="pipeline root, metadata, serving dir, report, log")
     run.add_argument("--config", default="default", choices=sorted(NAMED_CONFIGS))
-    run.add_argument("--split", default=_default("split"), choices=SPLIT_METHODS)
+    run.add_argument("--split", default=None, choices=SPLIT_METHODS,
+                     help="default: the config's (tutorial: random; default: temporal)")
     run.add_argument("--train-fraction", type=float, default=_default("train_fraction"))
     run.add_argument("--max-bad-rows", type=int, default=_default("max_bad_rows"),
                      help="quarantine up to N bad rows instead of failing")
@@ -211,6 +241,9 @@ def parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("recommend", help="top-k movies for a user from the latest pushed model")
     rec.add_argument("--user", required=True)
     rec.add_argument("--timestamp", type=int, default=None, help="seconds since the epoch (default: now)")
+    rec.add_argument("--history", default=None, metavar="ID[:TIME],...",
+                     help="the user's movies, most recent first (optionally with their rating time); "
+                          "default: the user's latest ratings in the ingested data; '' for none")
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--json", action="store_true")
     rec.add_argument("--output", default=_default("output_dir"))
@@ -223,7 +256,8 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("--data", required=True, help="MovieLens directory or .zip as the pipeline sees it (gs://...)")
     comp.add_argument("--root", required=True, help="where runs write: gs://bucket/movielens-tfx (pipeline root, serving)")
     comp.add_argument("--config", default="default", choices=sorted(NAMED_CONFIGS))
-    comp.add_argument("--split", default=_default("split"), choices=SPLIT_METHODS)
+    comp.add_argument("--split", default=None, choices=SPLIT_METHODS,
+                      help="default: the config's (tutorial: random; default: temporal)")
     comp.add_argument("--project", help="Google Cloud project: Beam stages on Dataflow")
     comp.add_argument("--region", default=_default("region", CloudConfig))
     comp.add_argument("--dataflow-machine-type", default=_default("dataflow_machine_type", CloudConfig))

@@ -65,6 +65,8 @@ def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
             "min_improvement": config.min_improvement,
         },
         "baselines": data["baselines"],
+        "baseline_notes": data["baseline_notes"],
+        "exclude_history": config.model.exclude_history,
         "models": models,
         "timings": timings,
         "wall_seconds": round(time.time() - started, 1),

@@ -15,6 +15,7 @@ from trainer.config import top_k_label
 JSON_FILE = "report.json"
 MARKDOWN_FILE = "report.md"
 PLOT_FILE = "top_k.png"
+_NAME = 18  # width of the model column
 
 
 def _ks(result: Dict) -> List[int]:
@@ -32,11 +33,11 @@ def _rows(result: Dict):
 def table(result: Dict) -> str:
     """The plain-text table printed at the end of a run."""
     ks = _ks(result)
-    header = f"{'model':<11}" + "".join(f"{top_k_label(k):>9}" for k in ks) + f"  {'blessed':<8} pushed to"
+    header = f"{'model':<{_NAME}}" + "".join(f"{top_k_label(k):>9}" for k in ks) + f"  {'blessed':<8} pushed to"
     lines = [header, "-" * len(header)]
     for name, accuracy, blessed, pushed in _rows(result):
         values = "".join(f"{accuracy[k]:>9.4f}" if k in accuracy else f"{'n/a':>9}" for k in ks)
-        lines.append(f"{name:<11}{values}  {blessed:<8} {pushed}")
+        lines.append(f"{name:<{_NAME}}{values}  {blessed:<8} {pushed}")
     lines.extend(_decisions(result))
     return "\n".join(lines)
 
@@ -72,8 +73,31 @@ def markdown(result: Dict) -> str:
     for name, accuracy, blessed, pushed in _rows(result):
         values = " | ".join(f"{accuracy[k]:.4f}" if k in accuracy else "n/a" for k in ks)
         out.append(f"| {name} | {values} | {blessed} | {pushed} |")
+    if result.get("exclude_history"):
+        out += ["", "Movies already in a rating's history (the user's most recent earlier ratings) are never "
+                "recommended: excluded from the top-k of the models (Trainer, TFMA, serving) and of the baselines."]
+    for note_name, note in result.get("baseline_notes", {}).items():
+        out += ["", f"- {note_name}: {note}"]
     out += ["", *[f"- {line}" for line in _decisions(result)], "", f"![top-k accuracy]({PLOT_FILE})", ""]
+    out += _slice_tables(result)
     return "\n".join(out)
+
+
+def _slice_tables(result: Dict) -> List[str]:
+    """One table per model: TFMA's accuracies by slice (user known in train, history length)."""
+    out = []
+    for name, model in result["models"].items():
+        slices = model.get("slices")
+        if not slices:
+            continue
+        ks = sorted({k for entry in slices.values() for k in entry["accuracy"]})
+        out += [f"### {name}: eval top-k accuracy by slice", "",
+                "| slice | eval ratings | " + " | ".join(top_k_label(k) for k in ks) + " |", "|---" * (len(ks) + 2) + "|"]
+        for slice_name, entry in slices.items():
+            values = " | ".join(f"{entry['accuracy'][k]:.4f}" if k in entry["accuracy"] else "n/a" for k in ks)
+            out.append(f"| {slice_name} | {entry['examples'] if entry['examples'] is not None else 'n/a'} | {values} |")
+        out.append("")
+    return out
 
 
 def plot(result: Dict, path: str) -> None:

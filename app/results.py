@@ -17,12 +17,14 @@ import ml_metadata as mlmd
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
+from tfx.types import artifact_utils, standard_artifacts
 
 from components import baselines
 from components.evaluator import VALUE_FLOOR_PROPERTY
 from pipeline.config import PipelineConfig
 from trainer.config import METRICS_FILE, TOP_KS, metrics_by_k
 from trainer.tfma_metric import metric_name
+from transform import features as F
 
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
@@ -63,17 +65,40 @@ def _custom(artifact: metadata_store_pb2.Artifact, name: str):
     return getattr(value, value.WhichOneof("value"))
 
 
-def tfma_accuracies(evaluation_uri: str) -> Dict[int, float]:
-    """The candidate model's top-k accuracies from the Evaluator's output, by k."""
+def _slice_name(slice_key) -> str:
+    """"overall", or "feature=value" for a one-feature slice."""
+    parts = []
+    for key in slice_key.single_slice_keys:
+        value = key.WhichOneof("kind")
+        shown = getattr(key, value)
+        parts.append(f"{key.column}={shown.decode() if isinstance(shown, bytes) else shown}")
+    return ", ".join(parts) or "overall"
+
+
+def tfma_slices(evaluation_uri: str) -> Dict[str, Dict]:
+    """The candidate model's top-k accuracies by slice, from the Evaluator's output:
+    {slice: {"accuracy": {k: value}, "examples": n}}; "overall" first."""
     wanted = {metric_name(k): k for k in TOP_KS}
-    result = {}
+    out: Dict[str, Dict] = {}
     for metrics in tfma.load_metrics(evaluation_uri):
+        name = _slice_name(metrics.slice_key)
+        entry = out.setdefault(name, {"accuracy": {}, "examples": None})
         for item in metrics.metric_keys_and_values:
             key = item.key
-            if key.is_diff or key.model_name not in ("", "candidate") or key.name not in wanted:
+            if key.is_diff or key.model_name not in ("", "candidate"):
                 continue
-            result[wanted[key.name]] = item.value.double_value.value
-    return dict(sorted(result.items()))
+            if key.name in wanted:
+                entry["accuracy"][wanted[key.name]] = item.value.double_value.value
+            elif key.name == "example_count":
+                entry["examples"] = int(item.value.double_value.value)
+    for entry in out.values():
+        entry["accuracy"] = dict(sorted(entry["accuracy"].items()))
+    return dict(sorted(out.items(), key=lambda item: (item[0] != "overall", item[0])))
+
+
+def tfma_accuracies(evaluation_uri: str) -> Dict[int, float]:
+    """The candidate model's top-k accuracies on the whole eval split, by k."""
+    return tfma_slices(evaluation_uri)["overall"]["accuracy"]
 
 
 def validation_failures(evaluation_uri: str) -> List[str]:
@@ -110,7 +135,8 @@ def variant_result(config: PipelineConfig) -> Dict:
     evaluator = latest_outputs(config, "Evaluator")
     if evaluator:
         evaluation_uri = evaluator["evaluation"][0].uri
-        result["eval"] = tfma_accuracies(evaluation_uri)
+        result["slices"] = tfma_slices(evaluation_uri)
+        result["eval"] = result["slices"]["overall"]["accuracy"]
         result["value_floor"] = _custom(evaluator["evaluation"][0], VALUE_FLOOR_PROPERTY)
         blessing = evaluator["blessing"][0]
         result["blessed"] = bool(_custom(blessing, "blessed"))
@@ -139,4 +165,30 @@ def data_result(config: PipelineConfig) -> Dict:
         "eval": _custom(ratings, "num_examples_eval"),
         "quarantined_rows": _custom(ratings, "num_quarantined_rows"),
     }
-    return {"summary": summary, "baselines": baselines.read(latest_outputs(config, "Baselines")["baselines"][0].uri)}
+    scored = baselines.read(latest_outputs(config, "Baselines")["baselines"][0].uri)
+    return {"summary": summary, "baselines": baselines.accuracies_only(scored), "baseline_notes": scored.get("notes", {})}
+
+
+def user_history(config: PipelineConfig, user_id: str, before: int) -> List[tuple]:
+    """(movie_id, timestamp) of the user's ratings before `before` in the latest ingested data, most recent first,
+    as many as the pipeline's history length."""
+    ratings = latest_outputs(config, "RatingsExampleGen")["examples"][0]
+    spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string), F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+            F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
+    found = []
+    for split in ("train", "eval"):
+        pattern = f"{artifact_utils.get_split_uri([_as_tfx(ratings)], split).rstrip('/')}/*"
+        dataset = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP").batch(50_000)
+        for batch in dataset:
+            parsed = tf.io.parse_example(batch, spec)
+            mine = parsed[F.USER_ID].numpy() == user_id.encode()
+            found += zip(parsed[F.MOVIE_ID].numpy()[mine].tolist(), parsed[F.TIMESTAMP].numpy()[mine].tolist(), strict=True)
+    found = sorted(((m.decode(), int(t)) for m, t in found if t < before), key=lambda item: -item[1])
+    return found[:config.history_length]
+
+
+def _as_tfx(artifact: metadata_store_pb2.Artifact):
+    """A TFX Examples artifact around an ML Metadata artifact (for its split URIs)."""
+    examples = standard_artifacts.Examples()
+    examples.set_mlmd_artifact(artifact)
+    return examples

@@ -44,10 +44,12 @@ def raise_value_floor(eval_config: tfma.EvalConfig, floor: float) -> float:
     applied = None
     for metrics_spec in eval_config.metrics_specs:
         for metric in metrics_spec.metrics:
-            if metric.threshold.HasField("value_threshold"):
-                bound = metric.threshold.value_threshold.lower_bound
-                bound.value = max(bound.value, floor)
-                applied = bound.value
+            thresholds = [metric.threshold] + [per_slice.threshold for per_slice in metric.per_slice_thresholds]
+            for threshold in thresholds:
+                if threshold.HasField("value_threshold"):
+                    bound = threshold.value_threshold.lower_bound
+                    bound.value = max(bound.value, floor)
+                    applied = bound.value
     return floor if applied is None else applied
 
 

@@ -42,11 +42,12 @@ ENCODE_CHUNK_ROWS = 200_000
 
 
 
-def custom_config(kind: str, split_method: str, train_fraction: float, seed: int, max_bad_rows: int) -> example_gen_pb2.CustomConfig:
+def custom_config(kind: str, split_method: str, train_fraction: float, seed: int, max_bad_rows: int,
+                  max_history: int) -> example_gen_pb2.CustomConfig:
     """The executor's parameters, in ExampleGen's own `custom_config` (a Struct packed in an Any)."""
     settings = struct_pb2.Struct()
     settings.update({"kind": kind, "split_method": split_method, "train_fraction": train_fraction,
-                     "seed": seed, "max_bad_rows": max_bad_rows})
+                     "seed": seed, "max_bad_rows": max_bad_rows, "max_history": max_history})
     config = example_gen_pb2.CustomConfig()
     config.custom_config.Pack(settings)
     return config
@@ -59,7 +60,7 @@ def read_settings(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     settings = struct_pb2.Struct()
     config.custom_config.Unpack(settings)
     out = json_format.MessageToDict(settings)
-    for name in ("seed", "max_bad_rows"):  # Struct numbers are doubles
+    for name in ("seed", "max_bad_rows", "max_history"):  # Struct numbers are doubles
         out[name] = int(out[name])
     return out
 
@@ -87,16 +88,17 @@ class _EncodeRatings(beam.DoFn):
     by a chunk, not a split (8.7 GB peak for 8M ratings in one go).
     """
 
-    def __init__(self, path: str, max_bad_rows: int, split_method: str, train_fraction: float, seed: int):
-        self._path, self._max_bad_rows = path, max_bad_rows
+    def __init__(self, path: str, max_bad_rows: int, split_method: str, train_fraction: float, seed: int,
+                 max_history: int):
+        self._path, self._max_bad_rows, self._max_history = path, max_bad_rows, max_history
         self._split = (split_method, train_fraction, seed)
         self._encoder: Optional[ml_examples.RatingEncoder] = None
         self._splits: Dict[str, np.ndarray] = {}
 
     def setup(self) -> None:
         data = reader.load_cached(self._path, self._max_bad_rows)
-        self._encoder = ml_examples.RatingEncoder(data)
         self._splits = rating_splits(data, *self._split)
+        self._encoder = ml_examples.RatingEncoder(data, self._splits["eval"], self._max_history)
 
     def process(self, chunk: Tuple[str, int]):
         split, start = chunk
@@ -119,7 +121,7 @@ def generate_examples(
 
     split = (settings["split_method"], settings["train_fraction"], settings["seed"])
     splits = rating_splits(data, *split)
-    encode = _EncodeRatings(data.source, settings["max_bad_rows"], *split)
+    encode = _EncodeRatings(data.source, settings["max_bad_rows"], *split, settings["max_history"])
     result = {}
     for name, rows in splits.items():
         chunks = [(name, start) for start in range(0, len(rows), ENCODE_CHUNK_ROWS)]
@@ -190,6 +192,7 @@ class MovieLensExampleGen(FileBasedExampleGen):
         train_fraction: float = 0.8,
         seed: int = 42,
         max_bad_rows: int = 0,
+        max_history: int = 50,
     ):
         check_choice("kind", kind, (KIND_RATINGS, KIND_CATALOG))
         reader.check_split(split_method, train_fraction)
@@ -202,5 +205,5 @@ class MovieLensExampleGen(FileBasedExampleGen):
                 splits=[example_gen_pb2.Input.Split(name=n, pattern=pattern) for n in names]
             ),
             output_config=example_gen_pb2.Output(),
-            custom_config=custom_config(kind, split_method, train_fraction, seed, max_bad_rows),
+            custom_config=custom_config(kind, split_method, train_fraction, seed, max_bad_rows, max_history),
         )

@@ -78,6 +78,9 @@ class PipelineConfig:
     train_fraction: float = 0.8
     split_seed: int = 42
     max_bad_rows: int = 0
+    # Each rating example carries the user's most recent movies rated strictly
+    # before it, up to this many (components.movielens.history).
+    history_length: int = 50
     # Transform and Trainer.
     transform: TransformConfig = TransformConfig()
     model: ModelConfig = NAMED_CONFIGS["tutorial"]
@@ -148,6 +151,14 @@ class PipelineConfig:
         return dataclasses.replace(self, model=self.model.replace(**changes))
 
 
+# The split each named config is judged on by default: the tutorial's own
+# random split; the future (train on the earliest 80%, evaluate on the rest)
+# for everything meant to be deployed.
+NAMED_SPLITS: Dict[str, str] = {"tutorial": "random", "default": "temporal"}
+
+
 def named_config(name: str, **changes) -> PipelineConfig:
+    """A PipelineConfig with named model config `name` and its split (unless `changes` sets one)."""
     check_choice("config", name, NAMED_CONFIGS)
-    return PipelineConfig(model=NAMED_CONFIGS[name], config_name=name, **changes)
+    changes = {k: v for k, v in changes.items() if not (k == "split" and v is None)}
+    return PipelineConfig(model=NAMED_CONFIGS[name], config_name=name, **{"split": NAMED_SPLITS[name], **changes})

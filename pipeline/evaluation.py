@@ -21,6 +21,7 @@ from trainer import tfma_metric
 from trainer.config import GATE_K, TOP_KS
 from trainer.export import EVAL_SIGNATURE
 
+SLICE_FEATURES = ("user_in_train", "history_bucket")
 # Strictly better: an improvement of at least this much over min_improvement.
 _EPSILON = 1e-9
 
@@ -41,11 +42,14 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         metric = tfma.MetricConfig(
             class_name=tfma_metric.TopKAccuracy.__name__, module=tfma_metric.__name__, config=f'"k": {k}'
         )
-        if k == GATE_K:
-            metric.threshold.CopyFrom(_threshold(config))
+        if k == GATE_K:  # the gate judges the whole eval split, not each slice
+            metric.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()]).threshold.CopyFrom(_threshold(config))
         metrics.append(metric)
+    metrics.append(tfma.MetricConfig(class_name="ExampleCount"))  # each slice's size, for the report
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=EVAL_SIGNATURE, model_type="tf_generic")],
-        slicing_specs=[tfma.SlicingSpec()],
+        # Overall, then by whether the user has train ratings and by history
+        # length (features ExampleGen writes; components.movielens.examples).
+        slicing_specs=[tfma.SlicingSpec(), *(tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_FEATURES)],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )

@@ -41,6 +41,7 @@ def create_components(config: PipelineConfig) -> List:
         train_fraction=config.train_fraction,
         seed=config.split_seed,
         max_bad_rows=config.max_bad_rows,
+        max_history=config.history_length,
     ).with_id("RatingsExampleGen")
     catalog_gen = MovieLensExampleGen(
         data_path=config.data_path,
@@ -72,7 +73,10 @@ def create_components(config: PipelineConfig) -> List:
     )
     transform.add_upstream_node(data_gate)
 
-    baselines = Baselines(examples=ratings_gen.outputs["examples"])
+    baselines = Baselines(
+        examples=ratings_gen.outputs["examples"], catalog=catalog_gen.outputs["examples"],
+        exclude_history=config.model.exclude_history,
+    )
 
     trainer_class = VertexRetrievalTrainer if config.cloud and config.cloud.vertex_training else RetrievalTrainer
     trainer = trainer_class(

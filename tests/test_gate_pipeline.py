@@ -96,7 +96,8 @@ def test_saved_model_cli_calls_serving_default_with_raw_inputs(gated):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     out = subprocess.run(
         [cli, "run", "--dir", model, "--tag_set", "serve", "--signature_def", "serving_default",
-         "--input_exprs", "user_id=['7', 'unknown-user'];timestamp=[880000000, 880000000]"],
+         "--input_exprs", "user_id=['7', 'unknown-user'];timestamp=[880000000, 880000000];"
+         "history=[['1', '2'], ['', '']];history_timestamps=[[879999000, 879998000], [0, 0]]"],
         capture_output=True, text=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
     )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -57,6 +57,26 @@ def test_ratings_split_temporally_with_tfds_feature_names(ingestion):
     assert examples.custom_properties["num_examples_train"].int_value == 800
 
 
+def test_every_rating_carries_only_what_a_live_system_knew_before_it(ingestion):
+    [examples] = latest_outputs(ingestion, "RatingsExampleGen")["examples"]
+    train, evaluation = _read_split(examples, "train"), _read_split(examples, "eval")
+    train_keys = {(_value(e, "user_id"), _value(e, "movie_id")) for e in train}
+
+    def history(e):
+        feature = e.features.feature
+        return list(feature["history"].bytes_list.value), list(feature["history_timestamps"].int64_list.value)
+
+    for split, examples_ in (("train", train), ("eval", evaluation)):
+        for e in examples_:
+            movies, times = history(e)
+            assert len(movies) == len(times) <= 50
+            assert all(t < _value(e, "timestamp") for t in times), split  # strictly before: no same second
+            assert times == sorted(times, reverse=True)  # most recent first
+            if split == "train":  # train histories hold train ratings only
+                assert all((_value(e, "user_id"), m) in train_keys for m in movies)
+    assert any(history(e)[0] for e in evaluation)
+
+
 def test_quarantined_rows_are_kept_with_reasons(ingestion):
     [examples] = latest_outputs(ingestion, "RatingsExampleGen")["examples"]
     lines = open(os.path.join(examples.uri, QUARANTINE_FILE)).read().splitlines()

@@ -5,30 +5,19 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+from helpers import no_history, tft_analyze
 
 from components.movielens import reader, synthetic
 from trainer import export, task
 from trainer.config import TOP_KS, ModelConfig
 from transform import features as F
-from transform.preprocessing import preprocessing_fn
 
-# As in the pipeline: SchemaGen infers shape [1] for the scalar features.
-RAW_SPEC = F.raw_rating_spec((1,))
+# The tutorial's raw features, with the shape SchemaGen infers ([1]).
+RAW_SPEC = {name: spec for name, spec in F.raw_rating_spec((1,)).items() if name in (F.USER_ID, F.MOVIE_TITLE, F.TIMESTAMP)}
 
 
 def analyze(rows, out_dir, custom_config=None):
-    """Runs preprocessing_fn's analyzers over `rows` (dicts of raw values); returns TFTransformOutput."""
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
-    instances = [{k: np.array([v]) for k, v in row.items()} for row in rows]
-    with tft_beam.Context(temp_dir=os.path.join(out_dir, "tmp"), force_tf_compat_v1=False):
-        transform_fn = (instances, metadata) | tft_beam.AnalyzeDataset(
-            lambda inputs: preprocessing_fn(inputs, custom_config)
-        )
-        _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
-    return tft.TFTransformOutput(out_dir)
+    return tft_analyze(rows, out_dir, RAW_SPEC, custom_config)
 
 
 def _rows(data, indices):
@@ -104,7 +93,7 @@ def _train_and_measure(planted, config):
     tft_output = planted["tft"]
     model = task.build_model(tft_output, config)
     model.fit(_dataset(planted["train"], tft_output, config.batch_size).shuffle(64, seed=0), epochs=config.epochs, verbose=0)
-    candidates = task.catalog_embeddings(model, tft_output.transform_features_layer(), planted["catalog_titles"])
+    candidates = task.catalog_embeddings(model, tft_output.transform_features_layer(), {F.MOVIE_TITLE: planted["catalog_titles"]})
     metrics = task.factorized_top_k(model, candidates, _dataset(planted["eval"], tft_output, 1024), TOP_KS)
     return model, candidates, metrics
 
@@ -138,7 +127,8 @@ def test_exported_model_answers_known_and_unknown_users(planted, tmp_path):
     path = str(tmp_path / "model")
     export.save(path, model, planted["tft"], candidates, planted["catalog_ids"], planted["catalog_titles"], k=20, ks=TOP_KS)
     serve = tf.saved_model.load(path).signatures[export.SERVING_SIGNATURE]
-    out = serve(user_id=tf.constant(["1", "no-such-user", ""]), timestamp=tf.constant([880_000_000, 880_000_000, -5], tf.int64))
+    out = serve(user_id=tf.constant(["1", "no-such-user", ""]), timestamp=tf.constant([880_000_000, 880_000_000, -5], tf.int64),
+                **no_history(3))
     assert out["movie_titles"].shape == (3, 20) and out["scores"].shape == (3, 20)
     titles = set(planted["catalog_titles"].tolist())
     assert all(t in titles for t in out["movie_titles"].numpy().ravel())
@@ -152,9 +142,9 @@ def test_exported_model_answers_known_and_unknown_users(planted, tmp_path):
     rng = np.random.RandomState(0)
     users = tf.constant([str(u) if u > 0 else "" for u in rng.randint(-50, 400, size=10_000)])
     timestamps = tf.constant(rng.choice([-(10**9), -1, 0, 880_000_000, 4 * 10**9, 2**40], size=10_000), tf.int64)
-    out = serve(user_id=users, timestamp=timestamps)
+    out = serve(user_id=users, timestamp=timestamps, **no_history(10_000))
     assert out["scores"].shape == (10_000, 20) and np.isfinite(out["scores"].numpy()).all()
 
     # A malformed request is refused with a message that names the expected type.
     with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError), match="expected to be a int64 tensor"):
-        serve(user_id=tf.constant(["1"]), timestamp=tf.constant(["yesterday"]))
+        serve(user_id=tf.constant(["1"]), timestamp=tf.constant(["yesterday"]), **no_history(1))

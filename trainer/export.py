@@ -2,15 +2,23 @@
 
 Signatures (all take *raw* inputs; the Transform layer is inside):
 
-* ``serving_default(user_id: string [batch], timestamp: int64 [batch])`` ->
-  ``movie_ids``, ``movie_titles`` (string [batch, K]) and ``scores``
-  (float32 [batch, K]): the top-K catalog movies by dot product, best first.
-  An unknown user id falls in the vocabulary's OOV bucket.
+* ``serving_default(user_id: string [batch], timestamp: int64 [batch],
+  history: string [batch, None], history_timestamps: int64 [batch, None])``
+  -> ``movie_ids``, ``movie_titles`` (string [batch, K]) and ``scores``
+  (float32 [batch, K]): the top-K catalog movies by score, best first.
+  `history` is the user's movies rated before `timestamp`, most recent
+  first, padded with "" (an empty history is a row of ""), and
+  `history_timestamps` their rating times, aligned (padding: any value).
+  Send every movie the user rated: the query tower reads the most recent
+  history_length of them, and with exclude_history none of them is ever in
+  the top-K. Unknown movie ids are ignored; an unknown user id falls in the
+  vocabulary's OOV bucket. Models without history (the tutorial's) ignore both.
 * ``evaluate_hits(examples: string [batch])``: serialized rating tf.Examples
   -> ``hit_at_{k}`` float32 [batch], 1.0 when the rated movie is within the
   top k by the definition of tfrs.metrics.FactorizedTopK (the true movie's
-  score is compared with the top-k catalog scores; ties count as hits). The
-  Evaluator (TFMA) averages these into top-k accuracy.
+  score is compared with the top-k catalog scores; ties count as hits), with
+  the same exclusion as serving: the example's history and rated_before. The Evaluator (TFMA) averages these into
+  top-k accuracy.
 """
 
 from __future__ import annotations
@@ -32,18 +40,63 @@ def hit_output(k: int) -> str:
 
 
 def transform_raw(transform_layer, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """Transformed features from raw features of shape [batch].
+    """Transformed features from raw features: [batch] tensors, or sparse / ragged [batch, None] lists.
 
-    The Transform graph takes the schema's shape, [batch, 1]; features not
-    given are not computed (each output depends on one raw feature).
+    The Transform graph takes the schema's shape, [batch, 1] for scalars and
+    sparse for lists; outputs whose raw inputs are not given are not computed.
     """
-    return transform_layer({name: tf.reshape(value, [-1, 1]) for name, value in raw.items()})
+    def shaped(value):
+        if isinstance(value, tf.SparseTensor):
+            return value
+        if isinstance(value, tf.RaggedTensor):
+            return value.to_sparse()
+        return tf.reshape(value, [-1, 1])
+    return transform_layer({name: shaped(value) for name, value in raw.items()})
+
+
+def history_lists(history: tf.Tensor, history_timestamps: tf.Tensor) -> Dict[str, tf.SparseTensor]:
+    """Raw history features (sparse) from "" -padded dense [batch, None] ids and aligned timestamps."""
+    ids = tf.sparse.from_dense(history)  # drops the "" padding
+    times = tf.SparseTensor(ids.indices, tf.gather_nd(history_timestamps, ids.indices), ids.dense_shape)
+    return {F.HISTORY: ids, F.HISTORY_TIMESTAMPS: times}
+
+
+def catalog_positions(movie_ids) -> tf.lookup.StaticHashTable:
+    """Movie id (bytes) -> position in the catalog, -1 when not in it."""
+    movie_ids = tf.constant(movie_ids)
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(movie_ids, tf.range(tf.size(movie_ids, out_type=tf.int64))), -1)
+
+
+def exclude(scores: tf.Tensor, history: tf.SparseTensor, positions: tf.lookup.StaticHashTable) -> tf.Tensor:
+    """`scores` float32 [batch, movies] with -inf at each row's history movies (ids not in the catalog: ignored)."""
+    found = positions.lookup(history.values)
+    known = found >= 0
+    excluded = tf.stack([tf.boolean_mask(history.indices[:, 0], known), tf.boolean_mask(found, known)], axis=1)
+    mask = tf.scatter_nd(excluded, tf.ones([tf.shape(excluded)[0]], tf.bool), tf.shape(scores, out_type=tf.int64))
+    return tf.where(mask, tf.constant(-np.inf, tf.float32), scores)
+
+
+def hits(scores: tf.Tensor, positive: tf.Tensor, ks: Sequence[int]) -> Dict[int, tf.Tensor]:
+    """{k: float32 [batch]}: 1.0 when fewer than k catalog movies score strictly higher than `positive` [batch]."""
+    greater = tf.reduce_sum(tf.cast(scores > positive[:, None], tf.int32), axis=1)
+    return {k: tf.cast(greater < k, tf.float32) for k in ks}
+
+
+def positive_scores(scores: tf.Tensor, target_ids: tf.Tensor, fallback: tf.Tensor,
+                    positions: tf.lookup.StaticHashTable) -> tf.Tensor:
+    """The rated movie's score, float32 [batch]: its catalog column of `scores` (the same matmul, so it never
+    outranks itself by a rounding difference), or `fallback` for a movie not in the catalog."""
+    found = positions.lookup(target_ids)
+    column = tf.gather(scores, tf.maximum(found, 0), batch_dims=1)
+    return tf.where(found >= 0, column, fallback)
 
 
 class RetrievalModule(tf.Module):
     """What the SavedModel holds; see the module docstring for its signatures."""
 
-    def __init__(self, model, tf_transform_output: tft.TFTransformOutput, candidates, movie_ids, titles, k: int, ks: Sequence[int]):
+    def __init__(self, model, tf_transform_output: tft.TFTransformOutput, candidates, movie_ids, titles, k: int,
+                 ks: Sequence[int], uses_history: bool, exclude_history: bool):
         super().__init__()
         self.transform_layer = tf_transform_output.transform_features_layer()
         self.query_tower = model.query_tower
@@ -51,19 +104,35 @@ class RetrievalModule(tf.Module):
         self.candidates = tf.Variable(candidates, trainable=False, name="catalog_embeddings")
         self.movie_ids = tf.Variable(movie_ids, trainable=False, name="catalog_movie_ids")
         self.titles = tf.Variable(titles, trainable=False, name="catalog_titles")
+        # Movie id -> catalog position, for excluding a history's movies and finding the rated one.
+        self.catalog_positions = catalog_positions(movie_ids)
         self._k = min(int(k), int(candidates.shape[0]))
         self._ks = tuple(int(x) for x in ks)
+        self._uses_history = bool(uses_history)
+        self._exclude_history = bool(exclude_history)
 
-    def _query(self, user_id: tf.Tensor, timestamp: tf.Tensor) -> tf.Tensor:
-        """Query embeddings float32 [batch, d] from raw user_id and timestamp [batch]."""
-        return self.query_tower(transform_raw(self.transform_layer, {F.USER_ID: user_id, F.TIMESTAMP: timestamp}))
+    def _query(self, raw: Dict[str, tf.Tensor]) -> tf.Tensor:
+        """Query embeddings float32 [batch, d] from raw query features."""
+        names = [F.USER_ID, F.TIMESTAMP] + ([F.HISTORY, F.HISTORY_TIMESTAMPS] if self._uses_history else [])
+        return self.query_tower(transform_raw(self.transform_layer, {name: raw[name] for name in names}))
+
+    def _scores(self, query: tf.Tensor, *excluded: tf.SparseTensor) -> tf.Tensor:
+        """Catalog scores float32 [batch, movies]; -inf for the movies of `excluded` with exclude_history."""
+        scores = tf.matmul(query, self.candidates, transpose_b=True)
+        if self._exclude_history:
+            for movies in excluded:
+                scores = exclude(scores, movies, self.catalog_positions)
+        return scores
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name=F.USER_ID),
         tf.TensorSpec([None], tf.int64, name=F.TIMESTAMP),
+        tf.TensorSpec([None, None], tf.string, name=F.HISTORY),
+        tf.TensorSpec([None, None], tf.int64, name=F.HISTORY_TIMESTAMPS),
     ])
-    def serve(self, user_id, timestamp):
-        scores = tf.matmul(self._query(user_id, timestamp), self.candidates, transpose_b=True)
+    def serve(self, user_id, timestamp, history, history_timestamps):
+        raw = {F.USER_ID: user_id, F.TIMESTAMP: timestamp, **history_lists(history, history_timestamps)}
+        scores = self._scores(self._query(raw), raw[F.HISTORY])
         top_scores, top = tf.math.top_k(scores, k=self._k)
         return {
             "scores": top_scores,
@@ -74,21 +143,20 @@ class RetrievalModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate_hits(self, examples):
         parsed = tf.io.parse_example(examples, F.raw_rating_spec())
-        query = self._query(parsed[F.USER_ID], parsed[F.TIMESTAMP])
-        true_candidate = self.candidate_tower(transform_raw(self.transform_layer, {F.MOVIE_TITLE: parsed[F.MOVIE_TITLE]}))
-        positive = tf.reduce_sum(query * true_candidate, axis=1)
-        top_scores, _ = tf.math.top_k(tf.matmul(query, self.candidates, transpose_b=True), k=max(self._ks))
-        # FactorizedTopK: in_top_k over [positive, top scores]; a hit at k when
-        # fewer than k retrieved scores are strictly greater than the positive.
-        greater = tf.cast(top_scores > positive[:, None], tf.int32)
-        outputs = {}
-        for k in self._ks:
-            outputs[hit_output(k)] = tf.cast(tf.reduce_sum(greater, axis=1) < k, tf.float32)
-        return outputs
+        query = self._query(parsed)
+        candidate_names = [F.MOVIE_TITLE] + ([F.MOVIE_ID] if self._uses_history else [])
+        true_candidate = self.candidate_tower(transform_raw(self.transform_layer, {n: parsed[n] for n in candidate_names}))
+        scores = self._scores(query, parsed[F.HISTORY], parsed[F.RATED_BEFORE])
+        positive = positive_scores(scores, parsed[F.MOVIE_ID], tf.reduce_sum(query * true_candidate, axis=1),
+                                   self.catalog_positions)
+        # FactorizedTopK's definition: a hit at k when fewer than k catalog
+        # movies score strictly higher than the rated one.
+        return {hit_output(k): hit for k, hit in hits(scores, positive, self._ks).items()}
 
 
-def save(path: str, model, tf_transform_output, candidates, movie_ids: np.ndarray, titles: np.ndarray, k: int, ks: Sequence[int]) -> None:
-    module = RetrievalModule(model, tf_transform_output, candidates, movie_ids, titles, k, ks)
+def save(path: str, model, tf_transform_output, candidates, movie_ids: np.ndarray, titles: np.ndarray, k: int,
+         ks: Sequence[int], uses_history: bool = False, exclude_history: bool = False) -> None:
+    module = RetrievalModule(model, tf_transform_output, candidates, movie_ids, titles, k, ks, uses_history, exclude_history)
     tf.saved_model.save(
         module,
         path,

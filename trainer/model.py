@@ -1,8 +1,16 @@
-"""The two-tower retrieval model (the TFRS context-features tutorial's architecture).
+"""The two-tower retrieval models.
 
-Both towers read *transformed* features (vocabulary indices, timestamp
-buckets; see transform.features); the Transform layer in the exported model
-maps raw inputs to them.
+* The TFRS context-features tutorial's towers (QueryTower, CandidateTower):
+  user id (+ timestamp features) against movie title (+ title words).
+* The history-aware towers (HistoryQueryTower, MovieCandidateTower): the
+  user's recent movies, pooled by attention and a mean, against the movie,
+  with ONE movie embedding table shared by both towers (a movie in a history
+  and the same movie as a candidate are the same vector), so a brand-new
+  user with a few ratings is served as well as an old one.
+
+All towers read *transformed* features (vocabulary indices, buckets; see
+transform.features); the Transform layer in the exported model maps raw
+inputs to them.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ class QueryTower(tf.keras.Model):
             self.weekday_embedding = tf.keras.layers.Embedding(F.DAYS_PER_WEEK, d, name="weekday_embedding")
         self.projection = _projection(config.tower_layers, d, "query_projection")
 
-    def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
+    def call(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         parts = [self.user_embedding(features[F.USER_INDEX])]
         if self._use_timestamps:
             parts.append(self.timestamp_embedding(features[F.TIMESTAMP_BUCKET]))
@@ -61,12 +69,14 @@ class QueryTower(tf.keras.Model):
 
 
 class CandidateTower(tf.keras.Model):
-    """Movie features -> candidate embedding, float32 [batch, embedding_dim].
+    """Movie title features -> candidate embedding, float32 [batch, embedding_dim].
 
     Inputs: title_index int64 [batch] and title_tokens, int64 SparseTensor
     [batch, None] of title-word indices (their embeddings are averaged, as the
     tutorial's TextVectorization + GlobalAveragePooling1D).
     """
+
+    key = F.TITLE_INDEX  # the candidate's identity (logQ frequencies are counted by it)
 
     def __init__(self, num_titles: int, num_tokens: int, config: ModelConfig):
         super().__init__(name="candidate_tower")
@@ -83,6 +93,101 @@ class CandidateTower(tf.keras.Model):
         text = tf.nn.safe_embedding_lookup_sparse(self.token_embedding.embeddings, tokens, combiner="mean")
         title = self.title_embedding(features[F.TITLE_INDEX])
         return self.projection(tf.concat([title, text], axis=1))
+
+
+def history_indices(features: Dict[str, tf.Tensor], name: str, length: int) -> tf.Tensor:
+    """The first `length` values of a sparse history feature as int64 [batch, length], -1 padded."""
+    sparse = features[name]
+    dense = tf.sparse.to_dense(sparse, default_value=-1)
+    dense = dense[:, :length]
+    return tf.pad(dense, [[0, 0], [0, length - tf.shape(dense)[1]]], constant_values=-1)
+
+
+class MovieCandidateTower(tf.keras.Model):
+    """Movie -> candidate embedding, float32 [batch, embedding_dim] (L2-normalised with `normalize`).
+
+    Input: movie_index int64 [batch] (or [batch, n]: embeds each). The
+    embedding table `movie_embedding` is shared with HistoryQueryTower.
+    """
+
+    key = F.MOVIE_INDEX
+
+    def __init__(self, num_movies: int, config: ModelConfig):
+        super().__init__(name="candidate_tower")
+        # +1: the vocabulary's OOV bucket.
+        self.movie_embedding = tf.keras.layers.Embedding(num_movies + 1, config.embedding_dim, name="movie_embedding")
+        self._normalize = config.normalize
+
+    def embed(self, movie_index: tf.Tensor) -> tf.Tensor:
+        return self.movie_embedding(movie_index)
+
+    def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
+        out = self.embed(features[F.MOVIE_INDEX])
+        return tf.math.l2_normalize(out, axis=-1) if self._normalize else out
+
+
+class HistoryQueryTower(tf.keras.Model):
+    """The user's recent movies (and, with use_timestamps, the time) -> query embedding, float32 [batch, d].
+
+    Inputs: history_index, int64 sparse [batch, <= N] (most recent first;
+    missing or OOV movies are ignored); with use_timestamps, per
+    config.time_features: history_age int64 sparse [batch, <= N],
+    since_previous, hour_of_day, day_of_week int64 [batch]. The history's movie embeddings (shared with
+    the candidate tower, dropout while training) plus a position embedding
+    are pooled two ways: their mean, and one learned query token attending
+    over them (multi-head attention); an empty history pools to zeros and
+    the query token alone. Time features: embeddings of the calendar and of
+    the gap since the previous rating, and each history movie's age added
+    to its embedding.
+    """
+
+    def __init__(self, movies: MovieCandidateTower, num_movies: int, config: ModelConfig):
+        super().__init__(name="query_tower")
+        d = config.embedding_dim
+        self._movies = movies
+        self._num_movies = num_movies
+        self._length = config.history_length
+        self._time = set(config.time_features) if config.use_timestamps else set()
+        self._normalize = config.normalize
+        self.dropout = tf.keras.layers.Dropout(config.history_dropout)
+        self.position_embedding = tf.keras.layers.Embedding(config.history_length, d, name="position_embedding")
+        self.attention = None
+        if config.history_encoder == "attention":
+            self.query_token = self.add_weight(name="query_token", shape=(1, 1, d), initializer="random_normal")
+            self.attention = tf.keras.layers.MultiHeadAttention(
+                num_heads=config.attention_heads, key_dim=d // config.attention_heads, name="history_attention")
+        if "calendar" in self._time:
+            self.hour_embedding = tf.keras.layers.Embedding(F.HOURS_PER_DAY, d, name="hour_embedding")
+            self.weekday_embedding = tf.keras.layers.Embedding(F.DAYS_PER_WEEK, d, name="weekday_embedding")
+        if "since_previous" in self._time:
+            self.since_previous_embedding = tf.keras.layers.Embedding(F.NUM_LOG_BUCKETS, d, name="since_previous_embedding")
+        if "history_age" in self._time:
+            self.age_embedding = tf.keras.layers.Embedding(F.NUM_LOG_BUCKETS, d, name="history_age_embedding")
+        self.projection = _projection(config.tower_layers, d, "query_projection")
+
+    def call(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        items = history_indices(features, F.HISTORY_INDEX, self._length)  # [B, N], -1 padded
+        valid = (items >= 0) & (items < self._num_movies)  # OOV movies are ignored
+        mask = tf.cast(valid, tf.float32)[:, :, None]
+        embedded = self.dropout(self._movies.embed(tf.maximum(items, 0)), training=training)
+        embedded += self.position_embedding(tf.range(self._length))[None]
+        if "history_age" in self._time:
+            ages = history_indices(features, F.HISTORY_AGE, self._length)
+            embedded += self.age_embedding(tf.maximum(ages, 0))
+        embedded *= mask
+        parts = [tf.reduce_sum(embedded, axis=1) / (tf.reduce_sum(mask, axis=1) + 1e-6)]
+        if self.attention is not None:
+            batch = tf.shape(items)[0]
+            token = tf.tile(self.query_token, [batch, 1, 1])
+            keys = tf.concat([token, embedded], axis=1)  # the token is always a valid key (empty histories)
+            attend = tf.concat([tf.ones([batch, 1]), mask[:, :, 0]], axis=1)[:, None, :] > 0
+            parts.append(self.attention(token, keys, attention_mask=attend, training=training)[:, 0])
+        if "calendar" in self._time:
+            parts += [self.hour_embedding(features[F.HOUR_OF_DAY]), self.weekday_embedding(features[F.DAY_OF_WEEK])]
+        if "since_previous" in self._time:
+            parts.append(self.since_previous_embedding(features[F.SINCE_PREVIOUS]))
+        out = self.projection(tf.concat(parts, axis=1))
+        return tf.math.l2_normalize(out, axis=-1) if self._normalize else out
 
 
 class RetrievalModel(tfrs.models.Model):
@@ -113,11 +218,11 @@ class RetrievalModel(tfrs.models.Model):
         self.task = tfrs.tasks.Retrieval(temperature=temperature if temperature != 1.0 else None)
 
     def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        query = self.query_tower(features)
+        query = self.query_tower(features, training=training)
         candidate = self.candidate_tower(features)
         probability = None
         if self._candidate_probability is not None:
-            probability = tf.gather(self._candidate_probability, features[F.TITLE_INDEX])
+            probability = tf.gather(self._candidate_probability, features[self.candidate_tower.key])
         loss = self.task(
             query,
             candidate,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -22,7 +22,7 @@ from tensorflow.python.autograph.core import config as autograph_config
 
 from trainer import export
 from trainer.config import CATALOG_PATTERN_KEY, METRICS_FILE, TOP_KS, ModelConfig
-from trainer.model import CandidateTower, QueryTower, RetrievalModel
+from trainer.model import CandidateTower, HistoryQueryTower, MovieCandidateTower, QueryTower, RetrievalModel
 from transform import features as F
 
 # AutoGraph leaves Keras alone by its module name, "keras"; the Keras 2 that
@@ -57,13 +57,39 @@ def parsed(file_pattern: str, feature_spec: Dict, batch_size: int) -> tf.data.Da
     return records(file_pattern).batch(batch_size).map(lambda batch: tf.io.parse_example(batch, feature_spec))
 
 
+def _column(parts: List[Dict[str, tf.Tensor]], name: str):
+    """One feature of every batch: a tensor [n], or a RaggedTensor [n, None] for a list feature."""
+    values = [part[name] for part in parts]
+    if isinstance(values[0], tf.SparseTensor):
+        return tf.concat([tf.RaggedTensor.from_sparse(v) for v in values], axis=0)
+    return tf.concat(values, axis=0)
+
+
 def raw_ratings(file_pattern: str) -> Dict[str, tf.Tensor]:
-    """The split's raw model inputs (RAW_RATING_SPEC), each a tensor [num_ratings],
-    in a canonical order (sorted by user, title, timestamp) whatever the file order."""
+    """The split's raw model inputs (RAW_RATING_SPEC), each a tensor [num_ratings] (ragged
+    [num_ratings, None] for the history lists), in a canonical order (sorted by user, title,
+    timestamp) whatever the file order."""
     parts = list(parsed(file_pattern, RAW_RATING_SPEC, 100_000))
-    columns = {name: tf.concat([part[name] for part in parts], axis=0) for name in RAW_RATING_SPEC}
+    columns = {name: _column(parts, name) for name in RAW_RATING_SPEC}
     order = np.lexsort([columns[name].numpy() for name in reversed(_ORDER_KEYS)])
     return {name: tf.gather(column, order) for name, column in columns.items()}
+
+
+# The raw rated movie id, kept next to the transformed features (for the metric).
+RAW_MOVIE_ID = "raw_movie_id"
+
+
+def _with_raw_history(transform_layer):
+    """Raw batch -> transformed features plus the raw history (the movies to exclude from the top-K)
+    and the raw rated movie id."""
+    def apply(batch):
+        out = export.transform_raw(transform_layer, batch)
+        for name in (F.HISTORY, F.RATED_BEFORE):
+            movies = batch[name]
+            out[name] = movies if isinstance(movies, tf.SparseTensor) else movies.to_sparse()
+        out[RAW_MOVIE_ID] = batch[F.MOVIE_ID]
+        return out
+    return apply
 
 
 def rating_batches(file_pattern: str, transform_layer, batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
@@ -87,10 +113,7 @@ def rating_batches(file_pattern: str, transform_layer, batch_size: int, shuffle_
             .batch(batch_size)
             .map(lambda rows: {name: tf.gather(column, rows) for name, column in columns.items()})
         )
-    return (
-        raw.map(lambda batch: export.transform_raw(transform_layer, batch), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return raw.map(_with_raw_history(transform_layer), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def read_catalog(file_pattern: str) -> Dict[str, np.ndarray]:
@@ -102,30 +125,41 @@ def read_catalog(file_pattern: str) -> Dict[str, np.ndarray]:
     return {key: np.concatenate(value) for key, value in columns.items()}
 
 
-def candidate_probabilities(tf_transform_output: tft.TFTransformOutput) -> np.ndarray:
-    """Each title's share of train ratings, float32 [num_titles + 1] (OOV last)."""
-    titles = tf_transform_output.vocabulary_by_name(F.TITLE_VOCAB)
+def candidate_probabilities(tf_transform_output: tft.TFTransformOutput, vocabulary: str, frequencies: str) -> np.ndarray:
+    """Each candidate's share of train ratings, float32 [vocabulary size + 1] (OOV last).
+
+    vocabulary / frequencies: Transform's vocabulary of the candidate key and
+    the same with train counts (lines "<count> <key>").
+    """
+    keys = tf_transform_output.vocabulary_by_name(vocabulary)
     counts = {}
-    for line in tf_transform_output.vocabulary_by_name(F.TITLE_FREQUENCY_VOCAB):
-        count, title = line.split(b" ", 1)
-        counts[title] = int(count)
-    values = np.array([counts[t] for t in titles] + [1], dtype=np.float64)
+    for line in tf_transform_output.vocabulary_by_name(frequencies):
+        count, key = line.split(b" ", 1)
+        counts[key] = int(count)
+    values = np.array([counts[k] for k in keys] + [1], dtype=np.float64)
     return (values / values.sum()).astype(np.float32)
 
 
 def build_model(tf_transform_output: tft.TFTransformOutput, config: ModelConfig) -> RetrievalModel:
     """The compiled retrieval model for `config`, sized from Transform's vocabularies."""
     tf.keras.utils.set_random_seed(config.seed)
-    num_buckets = config_num_buckets(tf_transform_output)
-    query_tower = QueryTower(tf_transform_output.vocabulary_size_by_name(F.USER_VOCAB), num_buckets, config)
-    candidate_tower = CandidateTower(
-        tf_transform_output.vocabulary_size_by_name(F.TITLE_VOCAB),
-        tf_transform_output.vocabulary_size_by_name(F.TOKEN_VOCAB),
-        config,
-    )
+    if config.history_length:
+        num_movies = tf_transform_output.vocabulary_size_by_name(F.MOVIE_VOCAB)
+        candidate_tower = MovieCandidateTower(num_movies, config)
+        query_tower = HistoryQueryTower(candidate_tower, num_movies, config)
+        vocabularies = (F.MOVIE_VOCAB, F.MOVIE_FREQUENCY_VOCAB)
+    else:  # the tutorial's towers
+        num_buckets = config_num_buckets(tf_transform_output)
+        query_tower = QueryTower(tf_transform_output.vocabulary_size_by_name(F.USER_VOCAB), num_buckets, config)
+        candidate_tower = CandidateTower(
+            tf_transform_output.vocabulary_size_by_name(F.TITLE_VOCAB),
+            tf_transform_output.vocabulary_size_by_name(F.TOKEN_VOCAB),
+            config,
+        )
+        vocabularies = (F.TITLE_VOCAB, F.TITLE_FREQUENCY_VOCAB)
     probability = None
     if config.sampling_bias_correction:
-        probability = tf.constant(candidate_probabilities(tf_transform_output))
+        probability = tf.constant(candidate_probabilities(tf_transform_output, *vocabularies))
     model = RetrievalModel(query_tower, candidate_tower, config.temperature, probability, config.embedding_l2)
     model.compile(optimizer=OPTIMIZER_CLASSES[config.optimizer](learning_rate=config.learning_rate))
     return model
@@ -144,34 +178,57 @@ def _feature_index(tf_transform_output, name: str) -> int:
     raise KeyError(name)
 
 
-def catalog_embeddings(model: RetrievalModel, transform_layer, titles: np.ndarray) -> tf.Tensor:
+def catalog_embeddings(model: RetrievalModel, transform_layer, catalog: Dict[str, np.ndarray]) -> tf.Tensor:
     """Candidate embeddings of the catalog, float32 [num_movies, embedding_dim]."""
-    dataset = tf.data.Dataset.from_tensor_slices(titles).batch(_METRICS_BATCH)
-    return tf.concat(
-        [model.candidate_tower(export.transform_raw(transform_layer, {F.MOVIE_TITLE: batch})) for batch in dataset], axis=0
-    )
+    dataset = tf.data.Dataset.from_tensor_slices(catalog).batch(_METRICS_BATCH)
+    return tf.concat([model.candidate_tower(export.transform_raw(transform_layer, batch)) for batch in dataset], axis=0)
 
 
-def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.data.Dataset, ks: Sequence[int]) -> Dict[int, float]:
+def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.data.Dataset, ks: Sequence[int],
+                     catalog_ids: Optional[np.ndarray] = None) -> Dict[int, float]:
     """tfrs.metrics.FactorizedTopK accuracies of `model` over the catalog.
 
     candidates: float32 [num_movies, embedding_dim]; dataset: batches of
-    transformed rating features (rating_batches).
+    transformed rating features (rating_batches). With `catalog_ids` (the
+    candidates' movie ids), movies in each rating's history and rated_before are excluded,
+    with the exported model's own functions (export.exclude, export.hits):
+    a hit at k when fewer than k non-excluded catalog movies score strictly
+    higher than the rated movie (FactorizedTopK's definition).
     """
     # A brute-force index (one matmul and top-k per batch) rather than a
     # streamed candidate dataset: the same scores, without a tf.data pass over
     # the catalog for every batch.
     index = tfrs.layers.factorized_top_k.BruteForce(k=max(ks))
-    index.index(candidates)
-    metric = tfrs.metrics.FactorizedTopK(candidates=index, ks=tuple(ks))
+    if catalog_ids is None:
+        index.index(candidates)
+        metric = tfrs.metrics.FactorizedTopK(candidates=index, ks=tuple(ks))
+
+        @tf.function(reduce_retracing=True)
+        def update(batch):
+            metric.update_state(model.query_tower(batch), model.candidate_tower(batch))
+
+        for batch in dataset:
+            update(batch)
+        return {int(k): float(value) for k, value in zip(ks, metric.result(), strict=True)}
+
+    positions = export.catalog_positions(catalog_ids)
+    hits, count = np.zeros(len(ks)), 0
 
     @tf.function(reduce_retracing=True)
-    def update(batch):
-        metric.update_state(model.query_tower(batch), model.candidate_tower(batch))
+    def batch_hits(batch):
+        query = model.query_tower(batch)
+        scores = tf.matmul(query, candidates, transpose_b=True)
+        for name in (F.HISTORY, F.RATED_BEFORE):
+            scores = export.exclude(scores, batch[name], positions)
+        fallback = tf.reduce_sum(query * model.candidate_tower(batch), axis=1)
+        positive = export.positive_scores(scores, batch[RAW_MOVIE_ID], fallback, positions)
+        return tf.stack(list(export.hits(scores, positive, ks).values()))
 
     for batch in dataset:
-        update(batch)
-    return {int(k): float(value) for k, value in zip(ks, metric.result(), strict=True)}
+        got = batch_hits(batch).numpy()
+        hits += got.sum(axis=1)
+        count += got.shape[1]
+    return {int(k): float(h / count) for k, h in zip(ks, hits, strict=True)}
 
 
 def run_fn(fn_args) -> None:
@@ -190,14 +247,17 @@ def run_fn(fn_args) -> None:
 
     train_sample = train.take(-(-TRAIN_METRICS_MAX_EXAMPLES // config.batch_size))
     catalog = read_catalog(fn_args.custom_config[CATALOG_PATTERN_KEY])
-    candidates = catalog_embeddings(model, transform_layer, catalog[F.MOVIE_TITLE])
+    candidate_names = [F.MOVIE_TITLE] + ([F.MOVIE_ID] if config.history_length else [])
+    candidates = catalog_embeddings(model, transform_layer, {name: catalog[name] for name in candidate_names})
+    exclusions = catalog[F.MOVIE_ID] if config.exclude_history else None
+    eval_batches = rating_batches(eval_files, transform_layer, _METRICS_BATCH)
     metrics = {
         "config": config.to_custom_config(),
         "train_seconds": train_seconds,
         "loss": [float(x) for x in history.history["loss"]],
         "catalog_size": int(len(catalog[F.MOVIE_ID])),
-        "train": factorized_top_k(model, candidates, train_sample, TOP_KS),
-        "eval": factorized_top_k(model, candidates, rating_batches(eval_files, transform_layer, _METRICS_BATCH), TOP_KS),
+        "train": factorized_top_k(model, candidates, train_sample, TOP_KS, exclusions),
+        "eval": factorized_top_k(model, candidates, eval_batches, TOP_KS, exclusions),
     }
     logging.info("retrieval metrics: %s", metrics)
     # tf.io.gfile: model_run_dir may be a gs:// URI (Vertex AI, Kubeflow).
@@ -214,6 +274,8 @@ def run_fn(fn_args) -> None:
         catalog[F.MOVIE_TITLE],
         k=config.export_top_k,
         ks=TOP_KS,
+        uses_history=bool(config.history_length),
+        exclude_history=config.exclude_history,
     )
 
 

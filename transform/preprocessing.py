@@ -6,8 +6,17 @@ Outputs (see transform.features for names and shapes):
                                            boundaries evenly between train min and max)
   timestamp_z                              timestamp standardised by train mean/variance
   hour_of_day, day_of_week                 calendar features of the timestamp (UTC)
-Every output depends on a single raw feature, so the query side (user_id,
-timestamp) and the candidate side (movie_title) can each be transformed alone.
+  movie_index                              movie_id vocabulary lookup (the candidate key of
+                                           history-aware models), with train frequencies for logQ
+  history_index                            the same lookup of each history movie (sparse)
+  history_age, since_previous              log2 buckets of each history movie's age and of the
+                                           time since the previous rating (bounded for any gap)
+Every output depends on the query side's raw features (user_id, timestamp,
+history, history_timestamps) or on the candidate side's (movie_id,
+movie_title), never on both, so each side can be transformed alone.
+Time features stay bounded after the training range: timestamp_z is clipped
+to the train range, buckets clamp, calendar features are periodic and the
+log2 buckets are capped.
 """
 
 from __future__ import annotations
@@ -70,9 +79,49 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Optional[Dict[str, A
     timestamps = _dense(inputs[F.TIMESTAMP])
     boundaries = timestamp_boundaries(timestamps, config.timestamp_buckets, config.num_timestamp_buckets)
     outputs[F.TIMESTAMP_BUCKET] = tft.apply_buckets(tf.cast(timestamps, tf.float32), boundaries)
-    outputs[F.TIMESTAMP_Z] = tft.scale_to_z_score(tf.cast(timestamps, tf.float32))
+    outputs[F.TIMESTAMP_Z] = clipped_z_score(tf.cast(timestamps, tf.float32))
     seconds = tf.math.floormod(timestamps, _SECONDS_PER_DAY)
     outputs[F.HOUR_OF_DAY] = tf.cast(seconds // (_SECONDS_PER_DAY // F.HOURS_PER_DAY), tf.int64)
     # 1970-01-01 was a Thursday (3 when Monday is 0).
     outputs[F.DAY_OF_WEEK] = tf.cast(tf.math.floormod(timestamps // _SECONDS_PER_DAY + 3, F.DAYS_PER_WEEK), tf.int64)
+
+    if F.MOVIE_ID in inputs:  # absent in the tutorial's own test fixtures
+        movie_ids = _dense(inputs[F.MOVIE_ID])
+        movie_vocab = tft.vocabulary(movie_ids, vocab_filename=F.MOVIE_VOCAB)
+        tft.vocabulary(movie_ids, vocab_filename=F.MOVIE_FREQUENCY_VOCAB, store_frequency=True)
+        outputs[F.MOVIE_INDEX] = tft.apply_vocabulary(movie_ids, movie_vocab, num_oov_buckets=1)
+        if F.HISTORY in inputs:
+            outputs[F.HISTORY_INDEX] = tft.apply_vocabulary(inputs[F.HISTORY], movie_vocab, num_oov_buckets=1)
+            outputs.update(history_times(timestamps, inputs[F.HISTORY_TIMESTAMPS]))
     return outputs
+
+
+def clipped_z_score(x: tf.Tensor) -> tf.Tensor:
+    """(x - train mean) / train stddev, with x clipped to the train range first.
+
+    A timestamp years after training scores like the last train second, not
+    ever larger. Every analyzer reads the raw x (one analysis phase: TFT 1.16's
+    multi-phase analysis fails under Beam 2.74 in deep_copy).
+    """
+    mean, variance = tft.mean(x), tft.var(x)
+    clipped = tf.clip_by_value(x, tft.min(x), tft.max(x))
+    return tf.math.divide_no_nan(clipped - mean, tf.sqrt(variance))
+
+
+def log2_bucket(seconds: tf.Tensor) -> tf.Tensor:
+    """1 + floor(log2(max(seconds, 1))), capped at NUM_LOG_BUCKETS - 1: int64, bounded for any gap."""
+    seconds = tf.maximum(tf.cast(seconds, tf.float64), 1.0)
+    bucket = 1 + tf.cast(tf.floor(tf.math.log(seconds) / tf.math.log(tf.constant(2.0, tf.float64))), tf.int64)
+    return tf.minimum(bucket, F.NUM_LOG_BUCKETS - 1)
+
+
+def history_times(timestamps: tf.Tensor, history_timestamps: tf.SparseTensor) -> Dict[str, Any]:
+    """history_age (sparse, aligned with the history) and since_previous ([batch]; 0: empty history)."""
+    rows = history_timestamps.indices[:, 0]
+    ages = tf.gather(timestamps, rows) - history_timestamps.values
+    age = tf.SparseTensor(history_timestamps.indices, log2_bucket(ages), history_timestamps.dense_shape)
+    # The most recent history movie is the first of each row.
+    dense = tf.sparse.to_dense(history_timestamps, default_value=-1)
+    latest = tf.pad(dense, [[0, 0], [0, 1]], constant_values=-1)[:, 0]  # -1: empty history
+    since = tf.where(latest >= 0, log2_bucket(timestamps - latest), tf.zeros_like(timestamps))
+    return {F.HISTORY_AGE: age, F.SINCE_PREVIOUS: since}

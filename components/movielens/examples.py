@@ -9,6 +9,14 @@ Feature names follow tensorflow-datasets' `movielens/*-ratings` and
   user_gender (int64: 1 male, 0 female), user_occupation_text (bytes),
   user_zip_code (bytes).
 
+Each rating also carries its context as a live system knew it (history.py):
+  history (bytes list: movie ids, most recent first), history_timestamps
+  (int64 list, aligned), rated_before (bytes list, eval examples only:
+  every earlier movie of the user, the movies never recommended back, up to
+  transform.features.MAX_RATED_BEFORE), and two slicing features: user_in_train (int64:
+  1 when the user has a train rating) and history_bucket (bytes: "0", "1-9",
+  "10-49" or "50+", by the history's length before truncation).
+
 Rows become Arrow record batches (columns gathered with numpy and Arrow
 `take`, no per-row Python objects) and tfx_bsl's C++ encoder serializes them:
 about 1M ratings in seconds.
@@ -22,7 +30,9 @@ import numpy as np
 import pyarrow as pa
 from tfx_bsl.coders import example_coder
 
+from components.movielens import history as ml_history
 from components.movielens.reader import Movie, MovieLensData, User
+from transform.features import MAX_RATED_BEFORE
 
 _ENCODER = example_coder.RecordBatchToExamplesEncoder()
 
@@ -70,10 +80,27 @@ def catalog_examples(movies: Dict[str, Movie]) -> List[bytes]:
     return _encode(_catalog_columns(movies, sorted(movies, key=int)))
 
 
-class RatingEncoder:
-    """Serializes ratings (joined with their movie and user) by row index."""
+def _members(histories: ml_history.Histories, rows: np.ndarray, keep: Optional[np.ndarray] = None):
+    """The history elements of `rows` in order (row indices) and list offsets; rows with keep False get none."""
+    starts, ends = histories.offsets[rows], histories.offsets[rows + 1]
+    if keep is not None:
+        ends = np.where(keep, ends, starts)
+    offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+    positions = np.repeat(starts - offsets[:-1], ends - starts) + np.arange(offsets[-1])
+    return histories.rows[positions], offsets
 
-    def __init__(self, data: MovieLensData):
+
+def _lists(values, offsets: np.ndarray, arrow_type) -> pa.LargeListArray:
+    return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(values, arrow_type))
+
+
+class RatingEncoder:
+    """Serializes ratings (joined with their movie, user and history) by row index.
+
+    `eval_rows`: the eval split's row indices (the history rule depends on the split).
+    """
+
+    def __init__(self, data: MovieLensData, eval_rows: np.ndarray, max_history: int):
         ratings = data.ratings
         movie_order = sorted(data.movies, key=int)
         movie_position = {m: i for i, m in enumerate(movie_order)}
@@ -88,6 +115,15 @@ class RatingEncoder:
             user_position = {u: i for i, u in enumerate(user_order)}
             self._users = _user_columns(data.users, user_order)
             self._user_index = np.array([user_position[u] for u in ratings.user_ids], np.int64)
+        is_eval = np.zeros(len(ratings), bool)
+        is_eval[eval_rows] = True
+        codes = {u: i for i, u in enumerate(dict.fromkeys(ratings.user_ids))}
+        user_codes = np.fromiter((codes[u] for u in ratings.user_ids), np.int64, count=len(ratings))
+        self._histories = ml_history.build(user_codes, self._timestamps, is_eval, max_history)
+        self._rated = ml_history.build(user_codes, self._timestamps, is_eval, MAX_RATED_BEFORE)
+        self._is_eval = is_eval
+        self._movie_id_bytes = np.array([m.encode() for m in ratings.movie_ids], dtype=object)
+        self._user_in_train = np.isin(user_codes, user_codes[~is_eval]).astype(np.int64)
 
     def encode(self, rows: np.ndarray) -> List[bytes]:
         """Serialized examples of the ratings at row indices `rows`, in that order."""
@@ -99,4 +135,12 @@ class RatingEncoder:
         if self._users is not None:
             users = pa.array(self._user_index[rows])
             columns.update({name: column.take(users) for name, column in self._users.items()})
+        members, offsets = _members(self._histories, rows)
+        columns["history"] = _lists(list(self._movie_id_bytes[members]), offsets, pa.large_binary())
+        columns["history_timestamps"] = _lists(self._timestamps[members], offsets, pa.int64())
+        rated, rated_offsets = _members(self._rated, rows, keep=self._is_eval[rows])
+        columns["rated_before"] = _lists(list(self._movie_id_bytes[rated]), rated_offsets, pa.large_binary())
+        h = self._histories
+        columns["user_in_train"] = _numbers(self._user_in_train[rows], pa.int64())
+        columns["history_bucket"] = _bytes([ml_history.length_bucket(n) for n in h.full_lengths[rows]])
         return _encode(columns)

@@ -1,4 +1,4 @@
-"""Baselines against a brute-force oracle; serving version numbers."""
+"""Baselines against brute-force oracles; serving version numbers."""
 
 import numpy as np
 import pytest
@@ -7,26 +7,82 @@ from components import atomic_pusher, baselines
 from trainer.config import TOP_KS
 
 
-def test_popularity_matches_a_brute_force_ranking():
+def _split(users, items, timestamps, histories):
+    return baselines.Split(np.array(users, dtype=object), np.array(items), np.array(timestamps),
+                           [np.array(h, np.int64) for h in histories])
+
+
+def _oracle_rank(scores, target, excluded, popularity):
+    """Rank of `target` under the strict order (score, popularity, smaller index), excluded items skipped."""
+    order = sorted((i for i in range(len(scores)) if i not in set(excluded) or i == target),
+                   key=lambda i: (-scores[i], -popularity[i], i))
+    return order.index(target)
+
+
+@pytest.fixture(scope="module")
+def planted():
     rng = np.random.default_rng(3)
-    train = [str(m) for m in rng.zipf(1.6, size=3000) % 400 + 1]
-    evaluation = [str(m) for m in rng.zipf(1.6, size=700) % 450 + 1]  # some never rated in train
-    got = baselines.popularity_top_k(train, evaluation, TOP_KS)
-    counts = {m: train.count(m) for m in set(train)}
-    for k in TOP_KS:
-        top = sorted(counts, key=lambda m: (-counts[m], int(m)))[:k]
-        assert got[k] == pytest.approx(np.mean([m in top for m in evaluation])), k
-    assert list(got) == list(TOP_KS)
+    num_items = 40
+    n = 1500
+    users = rng.integers(0, 60, size=n)
+    items = (rng.zipf(1.5, size=n) - 1) % num_items
+    timestamps = rng.integers(0, 100 * 86400, size=n)
+    train = _split(users, items, timestamps, [[]] * n)
+    m = 200
+    eval_items = rng.integers(0, num_items, size=m)
+    histories = [rng.choice(num_items, size=rng.integers(0, 6), replace=False) for _ in range(m)]
+    histories = [h[h != t] for h, t in zip(histories, eval_items, strict=True)]
+    evaluation = _split(rng.integers(0, 60, size=m), eval_items, np.full(m, 101 * 86400), histories)
+    return train, evaluation, num_items
 
 
-def test_popularity_breaks_ties_by_the_smaller_movie_id_and_accepts_bytes():
-    # Movies 7 and 3 have two ratings each: 3 ranks first.
-    got = baselines.popularity_top_k([b"7", b"3", b"7", b"3", b"12"], [b"3", b"7", b"12"], (1, 2, 3))
+@pytest.mark.parametrize("exclude", [False, True])
+def test_every_baseline_matches_a_brute_force_ranking(planted, exclude):
+    train, evaluation, num_items = planted
+    got = baselines.compute(train, evaluation, num_items, exclude_history=exclude, ks=(1, 5, 10))
+    popularity = np.bincount(train.items, minlength=num_items).astype(float)
+    recent = train.timestamps >= train.timestamps.max() - baselines.RECENT_DAYS * 86400
+    x = np.zeros((60, num_items))
+    x[train.users.astype(int), train.items] = 1
+    gram = x.T @ x
+    cosine = gram / np.maximum(np.sqrt(np.outer(np.diag(gram), np.diag(gram))), 1e-12)
+    np.fill_diagonal(cosine, 0)
+    p = np.linalg.inv(gram + baselines.EASE_LAMBDA * np.eye(num_items))
+    ease = -p / np.diag(p)
+    np.fill_diagonal(ease, 0)
+    scorers = {
+        "popularity": lambda h: popularity,
+        "recent_popularity": lambda h: np.bincount(train.items[recent], minlength=num_items).astype(float),
+        "item_knn": lambda h: cosine[h].sum(axis=0),
+        "ease": lambda h: ease[h].sum(axis=0),
+    }
+    assert set(got) == set(scorers)
+    for name, score in scorers.items():
+        ranks = np.array([
+            _oracle_rank(np.round(score(h), 5), t, h if exclude else [], popularity)
+            for h, t in zip(evaluation.histories, evaluation.items, strict=True)
+        ])
+        for k in (1, 5, 10):
+            assert got[name][k] == pytest.approx(np.mean(ranks < k), abs=0.011), (name, k)
+
+
+def test_skipping_the_history_never_hurts_popularity(planted):
+    train, evaluation, num_items = planted
+    plain = baselines.compute(train, evaluation, num_items, exclude_history=False, ks=TOP_KS[:3])
+    skipped = baselines.compute(train, evaluation, num_items, exclude_history=True, ks=TOP_KS[:3])
+    assert all(skipped["popularity"][k] >= plain["popularity"][k] for k in TOP_KS[:3])
+
+
+def test_popularity_breaks_ties_by_the_smaller_index():
+    train = _split([1, 1, 2, 2, 3], [3, 1, 3, 1, 2], [0] * 5, [[]] * 5)
+    evaluation = _split([9, 9, 9], [1, 3, 2], [1] * 3, [[]] * 3)
+    got = baselines.compute(train, evaluation, 4, exclude_history=False, ks=(1, 2, 3))["popularity"]
+    # Items 1 and 3 have two ratings each: 1 ranks first, then 3, then 2.
     assert got == {1: pytest.approx(1 / 3), 2: pytest.approx(2 / 3), 3: 1.0}
 
 
 def test_best_baseline_is_the_value_floor():
-    assert baselines.best_at({"popularity": {100: 0.3}, "other": {100: 0.45}}, 100) == 0.45
+    assert baselines.best_at({"popularity": {100: 0.3}, "ease": {100: 0.45}, "notes": {}}, 100) == 0.45
 
 
 def test_versions_skip_staging_names_and_read_object_store_listings(tmp_path, monkeypatch):

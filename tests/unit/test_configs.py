@@ -62,9 +62,13 @@ def test_cli_defaults_are_the_config_defaults():
     args = cli.parser().parse_args(["run", "--data", "d"])
     config = cli.build_config(args)
     defaults = PipelineConfig(data_path="d")
-    for name in ("split", "train_fraction", "max_bad_rows", "value_floor", "min_improvement", "beam_workers", "output_dir"):
+    for name in ("train_fraction", "max_bad_rows", "value_floor", "min_improvement", "beam_workers", "output_dir"):
         assert getattr(config, name) == getattr(defaults, name), name
     assert config.model == NAMED_CONFIGS["default"]
+    # Each named config has its split: the tutorial's own, the future for the default.
+    assert config.split == "temporal"
+    assert cli.build_config(cli.parser().parse_args(["run", "--data", "d", "--config", "tutorial"])).split == "random"
+    assert cli.build_config(cli.parser().parse_args(["run", "--data", "d", "--split", "random"])).split == "random"
 
 
 def test_metrics_are_keyed_by_k_and_formatted_only_when_printed():

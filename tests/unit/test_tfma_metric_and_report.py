@@ -57,3 +57,21 @@ def test_table_rows_baselines_then_models_and_the_gate_decisions():
     assert "| popularity | 0.0100 | 0.3000 | - | - |" in report.markdown({**_result(), "dataset": {
         "path": "d", "layout": "ml-100k", "ratings": 10, "movies": 3, "train": 8, "eval": 2}, "split": "temporal",
         "config": "default"})
+
+
+def test_the_gate_judges_the_overall_slice_and_takes_the_baselines_floor():
+    from components.evaluator import raise_value_floor
+    from pipeline.config import PipelineConfig
+    from pipeline.evaluation import SLICE_FEATURES, eval_config
+
+    config = eval_config(PipelineConfig(data_path="d", min_improvement=0.01))
+    assert [list(spec.feature_keys) for spec in config.slicing_specs] == [[], *([key] for key in SLICE_FEATURES)]
+    gated = [m for m in config.metrics_specs[0].metrics if m.per_slice_thresholds]
+    assert len(gated) == 1 and not gated[0].HasField("threshold")  # no threshold on the slices
+    [per_slice] = gated[0].per_slice_thresholds
+    assert [list(spec.feature_keys) for spec in per_slice.slicing_specs] == [[]]  # the overall slice only
+    assert per_slice.threshold.change_threshold.absolute.value == pytest.approx(0.01)
+    assert raise_value_floor(config, 0.53) == pytest.approx(0.53)
+    assert per_slice.threshold.value_threshold.lower_bound.value == pytest.approx(0.53)
+    explicit = eval_config(PipelineConfig(data_path="d", value_floor=0.6))
+    assert raise_value_floor(explicit, 0.0) == pytest.approx(0.6)  # --value-floor stays
