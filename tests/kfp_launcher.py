@@ -116,11 +116,13 @@ def _resolve(query: str, inputs: Dict, store: Store) -> List[Dict]:
 
 def run(job: Dict, root: str, target: str, parameter_values: Dict, store: Optional[Store] = None,
         python: str = sys.executable, env: Optional[Dict] = None, stop_after: Optional[str] = None,
-        log=print) -> Dict[str, Dict[str, List[Dict]]]:
+        pre_cache_check: bool = True, log=print) -> Dict[str, Dict[str, List[Dict]]]:
     """Runs one PipelineJob locally; returns each task's output artifacts {task: {key: [RuntimeArtifact]}}.
 
     `parameter_values` are the run's root parameters as plain JSON values
     (`runtimeConfig.parameterValues`); missing ones take their `defaultValue`.
+    `pre_cache_check=False` skips `lifecycle.preCacheCheck` hooks (Vertex runs
+    them; the open-source KFP backend may not).
     Raises subprocess.CalledProcessError (with the container's output) when a
     container fails. Not done: images and their entrypoints (the venv plays
     the image), GCS, MLMD lineage/contexts, the real driver's type checks,
@@ -166,7 +168,7 @@ def run(job: Dict, root: str, target: str, parameter_values: Dict, store: Option
         cache_key = json.dumps([task["componentRef"]["name"], values,
                                 {k: [a["name"] for a in v["artifacts"]] for k, v in inputs.items()}], sort_keys=True)
         container = executor["container"]
-        steps = [container["lifecycle"]["preCacheCheck"]] if "lifecycle" in container else []
+        steps = [container["lifecycle"]["preCacheCheck"]] if pre_cache_check and "lifecycle" in container else []
         steps.append(container)
         # The preCacheCheck (ExampleGen driver) runs before the cache lookup, as on Vertex.
         for step in steps:
