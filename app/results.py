@@ -20,6 +20,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import baselines
 from components.evaluator import VALUE_FLOOR_PROPERTY
+from components.movielens import files
 from pipeline.config import PipelineConfig
 from trainer.config import METRICS_FILE, TOP_KS, metrics_by_k
 from trainer.tfma_metric import metric_name
@@ -96,17 +97,27 @@ def _threshold_text(threshold) -> str:
     return " ".join(str(threshold).split())
 
 
+def trainer_metrics(model_run_uri: str) -> Dict:
+    """The Trainer's accuracies (train, trainer_eval; by k) and train_seconds, from its ModelRun artifact.
+
+    tf.io.gfile: the artifact may be on gs://.
+    """
+    with tf.io.gfile.GFile(f"{model_run_uri.rstrip('/')}/{METRICS_FILE}") as f:
+        trained = json.load(f)
+    return {
+        "train": metrics_by_k(trained["train"]),
+        "trainer_eval": metrics_by_k(trained["eval"]),
+        "train_seconds": round(trained["train_seconds"], 1),
+    }
+
+
 def variant_result(config: PipelineConfig) -> Dict:
     """Results of the latest run of the pipeline for `config` (see module docstring)."""
     result: Dict = {"use_timestamps": config.model.use_timestamps}
     trainer = latest_outputs(config, "RetrievalTrainer")
     if trainer:
         result["model_uri"] = trainer["model"][0].uri
-        with tf.io.gfile.GFile(os.path.join(trainer["model_run"][0].uri, METRICS_FILE)) as f:
-            trained = json.load(f)
-        result["train"] = metrics_by_k(trained["train"])
-        result["trainer_eval"] = metrics_by_k(trained["eval"])
-        result["train_seconds"] = round(trained["train_seconds"], 1)
+        result.update(trainer_metrics(trainer["model_run"][0].uri))
     evaluator = latest_outputs(config, "Evaluator")
     if evaluator:
         evaluation_uri = evaluator["evaluation"][0].uri
@@ -130,7 +141,7 @@ def data_result(config: PipelineConfig) -> Dict:
     """The data as RatingsExampleGen recorded it, and the baselines' accuracies on its eval split."""
     ratings = latest_outputs(config, "RatingsExampleGen")["examples"][0]
     summary = {
-        "path": os.path.abspath(config.data_path),
+        "path": files.absolute(config.data_path),  # os.path.abspath would turn gs://b into <cwd>/gs:/b
         "layout": _custom(ratings, "movielens_layout"),
         "ratings": _custom(ratings, "num_examples_train") + _custom(ratings, "num_examples_eval"),
         "movies": _custom(ratings, "num_movies"),

@@ -174,6 +174,18 @@ def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.d
     return {int(k): float(value) for k, value in zip(ks, metric.result(), strict=True)}
 
 
+def write_metrics(model_run_dir: str, metrics: Dict) -> str:
+    """Writes `metrics` to model_run_dir/metrics.json and returns its path.
+
+    tf.io.gfile: model_run_dir may be a gs:// URI (Vertex AI, Kubeflow).
+    """
+    tf.io.gfile.makedirs(model_run_dir)
+    path = f"{model_run_dir.rstrip('/')}/{METRICS_FILE}"
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(metrics, f, indent=2)
+    return path
+
+
 def run_fn(fn_args) -> None:
     config = ModelConfig.from_custom_config(fn_args.custom_config)
     # Seeded and deterministic kernels: the same data and config train the same model.
@@ -200,10 +212,7 @@ def run_fn(fn_args) -> None:
         "eval": factorized_top_k(model, candidates, rating_batches(eval_files, transform_layer, _METRICS_BATCH), TOP_KS),
     }
     logging.info("retrieval metrics: %s", metrics)
-    # tf.io.gfile: model_run_dir may be a gs:// URI (Vertex AI, Kubeflow).
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(f"{fn_args.model_run_dir.rstrip('/')}/{METRICS_FILE}", "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_metrics(fn_args.model_run_dir, metrics)
 
     export.save(
         fn_args.serving_model_dir,
