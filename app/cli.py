@@ -113,6 +113,8 @@ def cmd_run(args) -> int:
     print(report.table(result))
     print(f"\nreport: {os.path.join(config.output_dir, report.JSON_FILE)}, "
           f"{os.path.join(config.output_dir, report.MARKDOWN_FILE)}, {os.path.join(config.output_dir, report.PLOT_FILE)}")
+    if result.get("tensorboard_logdir"):
+        print(f"training curves: {report.tensorboard_command(result)}")
     return 0
 
 

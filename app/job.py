@@ -11,6 +11,7 @@ baselines, the baseline model and the timestamp model side by side.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable, Dict, Optional, Sequence
 
@@ -19,6 +20,19 @@ from app.results import data_result, variant_result
 from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.local_runner import run_pipeline
 from trainer.config import GATE_K
+
+
+def tensorboard_logdir(models: Dict[str, Dict]) -> Optional[str]:
+    """The directory whose TensorBoard shows every variant's training run side by side.
+
+    The Trainers' model_run artifacts are <root>/RetrievalTrainer/model_run/<execution>;
+    each holds its logs under <variant>/ (trainer.task): their common parent
+    shows the runs as <execution>/<variant>/train and .../eval.
+    """
+    uris = [m["model_run_uri"] for m in models.values() if m.get("model_run_uri")]
+    if not uris:
+        return None
+    return os.path.commonpath([os.path.dirname(uri.rstrip("/")) for uri in uris])
 
 
 def run_job(
@@ -66,6 +80,7 @@ def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
         },
         "baselines": data["baselines"],
         "models": models,
+        "tensorboard_logdir": tensorboard_logdir(models),
         "timings": timings,
         "wall_seconds": round(time.time() - started, 1),
     }

@@ -102,6 +102,7 @@ def variant_result(config: PipelineConfig) -> Dict:
     trainer = latest_outputs(config, "RetrievalTrainer")
     if trainer:
         result["model_uri"] = trainer["model"][0].uri
+        result["model_run_uri"] = trainer["model_run"][0].uri
         with tf.io.gfile.GFile(os.path.join(trainer["model_run"][0].uri, METRICS_FILE)) as f:
             trained = json.load(f)
         result["train"] = metrics_by_k(trained["train"])

@@ -14,11 +14,8 @@ from typing import Dict, Optional, Tuple
 
 from components.movielens import files, reader
 from core.errors import ConfigError, check_choice
-from trainer.config import NAMED_CONFIGS, ModelConfig
+from trainer.config import NAMED_CONFIGS, VARIANTS, ModelConfig  # noqa: F401  (VARIANTS: the job's models)
 from transform.config import TransformConfig
-
-# The two models the job trains, in order: name -> use_timestamps.
-VARIANTS: Dict[str, bool] = {"baseline": False, "timestamp": True}
 
 
 @dataclasses.dataclass(frozen=True)

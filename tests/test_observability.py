@@ -1,15 +1,25 @@
-"""What a user sees of a run: quiet commands (logs in a file, --verbose shows them).
+"""What a user sees of a run: quiet commands (logs in a file, --verbose shows them),
+the training curves in TensorBoard.
 
 One small run through the command line (both variants, fast settings) is shared
 by the module's tests.
 """
 
+import json
 import os
 import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
 
 from components.movielens import synthetic
+from trainer.config import TENSORBOARD_EVAL, TENSORBOARD_STEPS, TENSORBOARD_TRAIN, TOP_KS, top_k_tag
 
 FAST = ["--config", "tutorial", "--set", "epochs=2", "--set", "batch_size=256", "--value-floor", "0"]
 IMAGE = "us-docker.pkg.dev/p/r/movielens-tfx:1"
@@ -76,3 +86,62 @@ def test_verbose_shows_the_logs_and_still_writes_the_file(run, cli):
     assert LOG_LINE.search(verbose.stderr), verbose.stderr[:2000]
     assert verbose.stdout.startswith("top 10 for user 42")
     assert os.path.getsize(log) > before
+
+
+def _scalars(run_dir):
+    """{tag: [(step, value)]} of a TensorBoard run directory, read by TensorBoard's own loader."""
+    events = event_accumulator.EventAccumulator(run_dir, size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    return {
+        tag: [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+        for tag in events.Tags()["tensors"] if tag != "config"
+    }
+
+
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1, never through a proxy
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_trainer_writes_tensorboard_logs_for_both_variants(run):
+    report = json.load(open(os.path.join(run["out"], "report.json")))
+    logdir = report["tensorboard_logdir"]
+    command = f"tensorboard --logdir {logdir}"
+    assert command in open(os.path.join(run["out"], "report.md")).read()
+    assert f"training curves: {command}" in run["result"].stdout
+    epochs = report["model_config"]["epochs"]
+    runs = []
+    for name, model in report["models"].items():
+        variant_dir = os.path.join(model["model_run_uri"], name)
+        assert os.path.dirname(model["model_run_uri"]) == logdir
+        runs += [os.path.relpath(os.path.join(variant_dir, split), logdir) for split in (TENSORBOARD_TRAIN, TENSORBOARD_EVAL)]
+        train = _scalars(os.path.join(variant_dir, TENSORBOARD_TRAIN))
+        assert [step for step, _ in train["epoch_loss"]] == list(range(epochs))
+        assert all(value == pytest.approx(0.1) for _, value in train["epoch_learning_rate"])  # tutorial: Adagrad 0.1
+        assert train["batch_loss"] and all(step % TENSORBOARD_STEPS == 0 for step, _ in train["batch_loss"])
+        evaluation = _scalars(os.path.join(variant_dir, TENSORBOARD_EVAL))
+        for k in TOP_KS:  # the Trainer's FactorizedTopK, as in metrics.json
+            assert evaluation[top_k_tag(k)] == [(epochs - 1, pytest.approx(model["trainer_eval"][str(k)], abs=1e-6))]
+            assert train[top_k_tag(k)] == [(epochs - 1, pytest.approx(model["train"][str(k)], abs=1e-6))]
+
+    # The report's one command shows both variants' runs.
+    port = _free_port()
+    tensorboard = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    server = subprocess.Popen([tensorboard, "--logdir", logdir, "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        shown, deadline = [], time.time() + 90
+        while time.time() < deadline and set(shown) != set(runs):
+            time.sleep(1)
+            try:
+                shown = json.load(_LOCAL.open(f"http://127.0.0.1:{port}/data/runs", timeout=5))
+            except OSError:
+                pass
+        assert sorted(shown) == sorted(runs)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
