@@ -105,13 +105,14 @@ def cmd_run(args) -> int:
     print(f"output: {os.path.abspath(args.output)} (log: {log_path})", flush=True)
     with quiet_logs(log_path, args.verbose):
         # TensorFlow, Beam and TFX print while importing: import them here.
-        from app import report
+        from app import report, report_html
         from app.job import run_job
 
         result = run_job(config, variants=args.variants.split(","), progress=progress)
     print()
     print(report.table(result))
-    print(f"\nreport: {os.path.join(config.output_dir, report.JSON_FILE)}, "
+    print(f"\nreport: {os.path.join(config.output_dir, report_html.HTML_FILE)} (open it in a browser), "
+          f"{os.path.join(config.output_dir, report.JSON_FILE)}, "
           f"{os.path.join(config.output_dir, report.MARKDOWN_FILE)}, {os.path.join(config.output_dir, report.PLOT_FILE)}")
     if result.get("tensorboard_logdir"):
         print(f"training curves: {report.tensorboard_command(result)}")

@@ -5,8 +5,9 @@ store, so the second run takes ExampleGen ... Transform and the Baselines from
 the cache, and its Evaluator compares against the latest blessed model
 (normally the baseline just blessed). Everything the report shows is read
 back from what the pipeline recorded (app.results): the data is read once, by
-ExampleGen. The report (report.json, report.md, top_k.png) puts the
-baselines, the baseline model and the timestamp model side by side.
+ExampleGen. The report (report.json, report.md, top_k.png, and the browsable
+report.html) puts the baselines, the baseline model and the timestamp model
+side by side.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import time
 from typing import Callable, Dict, Optional, Sequence
 
-from app import lock, report
+from app import lock, report, report_html
 from app.results import data_result, variant_result
 from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.local_runner import run_pipeline
@@ -85,4 +86,5 @@ def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
         "wall_seconds": round(time.time() - started, 1),
     }
     report.write(result, config.output_dir)
+    report_html.write(result, config)
     return result

@@ -76,6 +76,29 @@ def tfma_accuracies(evaluation_uri: str) -> Dict[int, float]:
     return dict(sorted(result.items()))
 
 
+def slice_metrics(evaluation_uri: str) -> List[Dict]:
+    """The Evaluator's metrics for every slice it computed, whatever the slicing specs.
+
+    One entry per slice ("Overall", "user_gender:F", ...): {"slice": name,
+    "candidate": {metric: value}, "blessed_model": {...} (the latest blessed
+    model, when there was one), "diff": {...} (candidate minus blessed model)}.
+    """
+    from tensorflow_model_analysis.slicer import slicer_lib
+
+    out = []
+    for metrics in tfma.load_metrics(evaluation_uri):
+        entry: Dict = {"slice": slicer_lib.stringify_slice_key(slicer_lib.deserialize_slice_key(metrics.slice_key)),
+                       "candidate": {}, "blessed_model": {}, "diff": {}}
+        for item in metrics.metric_keys_and_values:
+            if item.value.WhichOneof("type") != "double_value":
+                continue
+            key = item.key
+            group = "diff" if key.is_diff else "blessed_model" if key.model_name == "baseline" else "candidate"
+            entry[group][key.name] = item.value.double_value.value
+        out.append(entry)
+    return sorted(out, key=lambda e: (e["slice"] != "Overall", e["slice"]))
+
+
 def validation_failures(evaluation_uri: str) -> List[str]:
     """Human-readable reasons why the Evaluator did not bless the model."""
     result = tfma.load_validation_result(evaluation_uri)
@@ -112,6 +135,8 @@ def variant_result(config: PipelineConfig) -> Dict:
     if evaluator:
         evaluation_uri = evaluator["evaluation"][0].uri
         result["eval"] = tfma_accuracies(evaluation_uri)
+        result["evaluation_uri"] = evaluation_uri
+        result["eval_slices"] = slice_metrics(evaluation_uri)
         result["value_floor"] = _custom(evaluator["evaluation"][0], VALUE_FLOOR_PROPERTY)
         blessing = evaluator["blessing"][0]
         result["blessed"] = bool(_custom(blessing, "blessed"))

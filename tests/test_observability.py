@@ -1,5 +1,5 @@
 """What a user sees of a run: quiet commands (logs in a file, --verbose shows them),
-the training curves in TensorBoard.
+the training curves in TensorBoard, report.html in a browser.
 
 One small run through the command line (both variants, fast settings) is shared
 by the module's tests.
@@ -145,3 +145,53 @@ def test_trainer_writes_tensorboard_logs_for_both_variants(run):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# Evaluated in the page: what each section shows.
+_PAGE_CHECK = """JSON.stringify({
+  sections: [...document.querySelectorAll('body > section')].map(s => s.id),
+  models: [...document.querySelectorAll('#models table:first-of-type tbody tr')].map(r => r.cells[0].innerText),
+  plot: document.getElementById('top-k-plot')?.naturalWidth || 0,
+  gate: [...document.querySelectorAll('#gate > ul > li')].map(li => li.innerText),
+  slices: [...document.querySelectorAll('#slices table.slices tbody tr')].map(r => r.cells[0].innerText),
+  sliceHeader: [...document.querySelector('#slices table.slices').tHead.rows[0].cells].map(th => th.innerText),
+  features: [...document.querySelectorAll('#data table.numbers tbody tr')].map(r => r.cells[0].innerText),
+  facets: document.getElementById('facets-template')?.innerHTML.includes('facets-overview') || false,
+  anomalies: [...document.querySelectorAll('#data h4')].map(h => h.innerText),
+  users: [...document.querySelectorAll('#examples .user')].map(u => ({
+    history: u.querySelectorAll('table.history tbody tr').length,
+    recs: u.querySelectorAll('table.recs tbody tr').length})),
+})"""
+
+
+def test_report_html_renders_in_headless_chromium_without_console_errors(run, chromium):
+    out = run["out"]
+    page = os.path.join(out, "report.html")
+    assert f"report: {page}" in run["result"].stdout
+    # Self-contained: nothing outside TFDV's on-request Facets template is fetched.
+    text = open(page).read()
+    outside = re.sub(r"<template id=\"facets-template\">.*?</template>", "", text, flags=re.S)
+    assert not re.search(r"(src|href)=[\"']?(https?:)?//", outside)
+
+    screenshot = os.path.join(out, "report.png")
+    loaded = chromium.load("file://" + page, screenshot, check=_PAGE_CHECK)
+    assert loaded["errors"] == []
+    shown = json.loads(loaded["result"])
+    assert shown["sections"] == ["models", "gate", "slices", "data", "examples"]
+    assert shown["models"] == ["popularity", "baseline", "timestamp"]
+    assert shown["plot"] > 0  # the inlined PNG decoded
+    assert len(shown["gate"]) == 2 and all("blessed" in line for line in shown["gate"])
+    assert shown["slices"] == ["Overall", "Overall"]  # one table per variant
+    assert shown["sliceHeader"][1:] == [f"top_{k}_accuracy" for k in TOP_KS]
+    assert {"user_id", "movie_title", "timestamp", "user_rating"} <= set(shown["features"])
+    assert shown["facets"]
+    assert shown["anomalies"] == ["train", "eval"]
+    assert len(shown["users"]) == 3 and all(u["recs"] == 10 and u["history"] >= 1 for u in shown["users"])
+    with open(screenshot, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(screenshot) > 20_000
+
+    # The check itself sees errors: a console error, an exception, a missing file.
+    broken = chromium.load("data:text/html,<script>console.error('boom');missing()</script><img src='file:///nonexistent.png'>",
+                           os.path.join(out, "broken.png"))
+    assert len(broken["errors"]) == 3, broken["errors"]
