@@ -25,7 +25,7 @@ from typing import List, Optional
 from app.logs import log_file, quiet_logs
 from components.movielens.reader import SPLIT_METHODS
 from core.errors import ConfigError, UserError
-from pipeline.config import VARIANTS, CloudConfig, PipelineConfig, named_config
+from pipeline.config import METADATA_PASSWORD_ENV, VARIANTS, CloudConfig, PipelineConfig, named_config
 from trainer.config import NAMED_CONFIGS
 
 # Storage errors reported as such (with the path), not as a traceback.
@@ -89,6 +89,7 @@ def build_config(args) -> PipelineConfig:
         value_floor=args.value_floor,
         min_improvement=args.min_improvement,
         beam_workers=args.beam_workers,
+        metadata_uri=args.metadata_uri,
     )
     overrides = model_overrides(args.set or [])
     return config.with_model(**overrides) if overrides else config
@@ -102,7 +103,7 @@ def cmd_run(args) -> int:
 
     config = build_config(args)  # validated before anything runs
     log_path = log_file(args.output, "run")
-    print(f"output: {os.path.abspath(args.output)} (log: {log_path})", flush=True)
+    print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
     with quiet_logs(log_path, args.verbose):
         # TensorFlow, Beam and TFX print while importing: import them here.
         from app import report, report_html
@@ -218,6 +219,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model hyperparameter, e.g. epochs=5")
     run.add_argument("--beam-workers", type=int, default=_default("beam_workers"),
                      help="Beam worker processes for ExampleGen, StatisticsGen, Transform, Evaluator (1: in-process)")
+    run.add_argument("--metadata-uri", default=_default("metadata_uri"),
+                     help="a shared ML Metadata store on MySQL / MariaDB: mysql://user[:password]@host[:port]/database "
+                     f"(password better in ${METADATA_PASSWORD_ENV}); default: SQLite in --output")
     run.set_defaults(func=cmd_run)
 
     rec = sub.add_parser("recommend", parents=[common], help="top-k movies for a user from the latest pushed model")

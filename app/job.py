@@ -72,6 +72,7 @@ def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
         "dataset": data["summary"],
         "split": config.split,
         "config": config.config_name,
+        "metadata": config.metadata_location,
         "model_config": config.model.to_custom_config(),
         "gate": {
             "k": GATE_K,

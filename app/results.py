@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import ml_metadata as mlmd
 import tensorflow as tf
@@ -27,17 +27,20 @@ from trainer.tfma_metric import metric_name
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
 
-def metadata_store(metadata_path: str) -> mlmd.MetadataStore:
-    """The run's ML Metadata store (SQLite), opened read-only."""
+def metadata_store(source: Union[str, PipelineConfig]) -> mlmd.MetadataStore:
+    """The run's ML Metadata store: the pipeline's (SQLite opened read-only, or the
+    shared MySQL / MariaDB store), or the SQLite file at a path."""
+    if isinstance(source, PipelineConfig):
+        return mlmd.MetadataStore(source.metadata_connection_config(read_only=True))
     connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = os.path.abspath(metadata_path)
+    connection.sqlite.filename_uri = os.path.abspath(source)
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     return mlmd.MetadataStore(connection)
 
 
 def latest_outputs(config: PipelineConfig, node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
     """Output artifacts of the latest execution of `node_id`, by output key."""
-    store = metadata_store(config.metadata_path)
+    store = metadata_store(config)
     context = store.get_context_by_type_and_name("node", f"{config.pipeline_name}.{node_id}")
     if context is None:
         return {}
