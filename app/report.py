@@ -73,7 +73,24 @@ def markdown(result: Dict) -> str:
         values = " | ".join(f"{accuracy[k]:.4f}" if k in accuracy else "n/a" for k in ks)
         out.append(f"| {name} | {values} | {blessed} | {pushed} |")
     out += ["", *[f"- {line}" for line in _decisions(result)], "", f"![top-k accuracy]({PLOT_FILE})", ""]
+    if result.get("tensorboard_logdir"):
+        out += [
+            "## Training curves",
+            "",
+            "Loss per epoch and per step, learning rate, top-k accuracy on train and eval, "
+            "for every variant side by side (runs `<execution>/<variant>/train` and `.../eval`):",
+            "",
+            "```sh",
+            tensorboard_command(result),
+            "```",
+            "",
+        ]
     return "\n".join(out)
+
+
+def tensorboard_command(result: Dict) -> str:
+    """The command that shows every variant's training curves in TensorBoard."""
+    return f"tensorboard --logdir {result['tensorboard_logdir']}"
 
 
 def plot(result: Dict, path: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import ml_metadata as mlmd
 import tensorflow as tf
@@ -28,17 +28,20 @@ from trainer.tfma_metric import metric_name
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
 
-def metadata_store(metadata_path: str) -> mlmd.MetadataStore:
-    """The run's ML Metadata store (SQLite), opened read-only."""
+def metadata_store(source: Union[str, PipelineConfig]) -> mlmd.MetadataStore:
+    """The run's ML Metadata store: the pipeline's (SQLite opened read-only, or the
+    shared MySQL / MariaDB store), or the SQLite file at a path."""
+    if isinstance(source, PipelineConfig):
+        return mlmd.MetadataStore(source.metadata_connection_config(read_only=True))
     connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = os.path.abspath(metadata_path)
+    connection.sqlite.filename_uri = os.path.abspath(source)
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     return mlmd.MetadataStore(connection)
 
 
 def latest_outputs(config: PipelineConfig, node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
     """Output artifacts of the latest execution of `node_id`, by output key."""
-    store = metadata_store(config.metadata_path)
+    store = metadata_store(config)
     context = store.get_context_by_type_and_name("node", f"{config.pipeline_name}.{node_id}")
     if context is None:
         return {}
@@ -75,6 +78,29 @@ def tfma_accuracies(evaluation_uri: str) -> Dict[int, float]:
                 continue
             result[wanted[key.name]] = item.value.double_value.value
     return dict(sorted(result.items()))
+
+
+def slice_metrics(evaluation_uri: str) -> List[Dict]:
+    """The Evaluator's metrics for every slice it computed, whatever the slicing specs.
+
+    One entry per slice ("Overall", "user_gender:F", ...): {"slice": name,
+    "candidate": {metric: value}, "blessed_model": {...} (the latest blessed
+    model, when there was one), "diff": {...} (candidate minus blessed model)}.
+    """
+    from tensorflow_model_analysis.slicer import slicer_lib
+
+    out = []
+    for metrics in tfma.load_metrics(evaluation_uri):
+        entry: Dict = {"slice": slicer_lib.stringify_slice_key(slicer_lib.deserialize_slice_key(metrics.slice_key)),
+                       "candidate": {}, "blessed_model": {}, "diff": {}}
+        for item in metrics.metric_keys_and_values:
+            if item.value.WhichOneof("type") != "double_value":
+                continue
+            key = item.key
+            group = "diff" if key.is_diff else "blessed_model" if key.model_name == "baseline" else "candidate"
+            entry[group][key.name] = item.value.double_value.value
+        out.append(entry)
+    return sorted(out, key=lambda e: (e["slice"] != "Overall", e["slice"]))
 
 
 def validation_failures(evaluation_uri: str) -> List[str]:
@@ -117,11 +143,14 @@ def variant_result(config: PipelineConfig) -> Dict:
     trainer = latest_outputs(config, "RetrievalTrainer")
     if trainer:
         result["model_uri"] = trainer["model"][0].uri
+        result["model_run_uri"] = trainer["model_run"][0].uri
         result.update(trainer_metrics(trainer["model_run"][0].uri))
     evaluator = latest_outputs(config, "Evaluator")
     if evaluator:
         evaluation_uri = evaluator["evaluation"][0].uri
         result["eval"] = tfma_accuracies(evaluation_uri)
+        result["evaluation_uri"] = evaluation_uri
+        result["eval_slices"] = slice_metrics(evaluation_uri)
         result["value_floor"] = _custom(evaluator["evaluation"][0], VALUE_FLOOR_PROPERTY)
         blessing = evaluator["blessing"][0]
         result["blessed"] = bool(_custom(blessing, "blessed"))

@@ -18,7 +18,6 @@ from tfx import v1 as tfx
 from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.pipeline import MODEL_CONFIG_PARAMETER, create_pipeline
 
-
 # Pipeline spec schema 2.1.0, for both targets. With TFX's default (2.0.0) the
 # container gets no `--json_serialized_inputs_spec_args` and reads only the
 # legacy ExecutorInput `inputs.parameters`, which Vertex AI fills but the

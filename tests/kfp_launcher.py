@@ -194,7 +194,7 @@ def run(job: Dict, root: str, target: str, parameter_values: Dict, store: Option
             # The launcher keeps each output artifact's identity and takes the
             # container's uri and metadata (custom properties) for it.
             for key, listed in executor_output.get("artifacts", {}).items():
-                for mine, theirs in zip(out_artifacts[key]["artifacts"], listed["artifacts"]):
+                for mine, theirs in zip(out_artifacts[key]["artifacts"], listed["artifacts"], strict=True):
                     mine["uri"] = theirs.get("uri", mine["uri"])
                     mine["metadata"] = theirs.get("metadata", {})
             outputs[name] = {k: v["artifacts"] for k, v in out_artifacts.items()}

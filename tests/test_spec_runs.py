@@ -14,10 +14,10 @@ import os
 import subprocess
 import sys
 
+import kfp_launcher  # tests/kfp_launcher.py (pytest puts tests/ on sys.path)
 import pytest
 
 from components.movielens import synthetic
-import kfp_launcher  # tests/kfp_launcher.py (pytest puts tests/ on sys.path)
 
 CLI = os.path.join(os.path.dirname(sys.executable), "movielens-tfx")
 IMAGE = "us-docker.pkg.dev/p/r/movielens-tfx:1"
