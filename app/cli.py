@@ -5,6 +5,9 @@
   movielens-tfx recommend --user 42 [--timestamp T] [--history 50,172,...] [-k 10] [--json] [--output DIR]
   movielens-tfx compile --target vertex|kubeflow --image IMAGE --data URI --root URI [--project P]
   movielens-tfx submit --spec pipeline.json --project P [--variant both] [--dry-run]
+
+Every command is quiet: TensorFlow, absl, Beam and TFX logs and third-party
+warnings go to a log file (run: <output>/run.log); --verbose shows them too.
 """
 
 import core  # noqa: F401  (first: Keras 2 before TensorFlow loads)
@@ -19,12 +22,12 @@ import sys
 import time
 from typing import List, Optional
 
+from app.logs import log_file, quiet_logs
 from components.movielens.reader import SPLIT_METHODS
 from core.errors import ConfigError, UserError
-from pipeline.config import VARIANTS, CloudConfig, PipelineConfig, named_config
+from pipeline.config import METADATA_PASSWORD_ENV, VARIANTS, CloudConfig, PipelineConfig, named_config
 from trainer.config import NAMED_CONFIGS
 
-LOG_FILE = "run.log"
 # Storage errors reported as such (with the path), not as a traceback.
 _STORAGE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 # How SQLite (ML Metadata) and TensorFlow's file system report a full disk.
@@ -86,32 +89,34 @@ def build_config(args) -> PipelineConfig:
         value_floor=args.value_floor,
         min_improvement=args.min_improvement,
         beam_workers=args.beam_workers,
+        metadata_uri=args.metadata_uri,
     )
     overrides = model_overrides(args.set or [])
     return config.with_model(**overrides) if overrides else config
 
 
 def cmd_run(args) -> int:
-    from app.logs import quiet_logs
-
     started = time.time()
 
     def progress(line: str) -> None:
         print(f"[{time.time() - started:7.1f}s] {line}", flush=True)
 
     config = build_config(args)  # validated before anything runs
-    log_path = os.path.join(args.output, LOG_FILE)
-    print(f"output: {os.path.abspath(args.output)} (log: {log_path})", flush=True)
-    with quiet_logs(log_path):
+    log_path = log_file(args.output, "run")
+    print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
+    with quiet_logs(log_path, args.verbose):
         # TensorFlow, Beam and TFX print while importing: import them here.
-        from app import report
+        from app import report, report_html
         from app.job import run_job
 
         result = run_job(config, variants=args.variants.split(","), progress=progress)
     print()
     print(report.table(result))
-    print(f"\nreport: {os.path.join(config.output_dir, report.JSON_FILE)}, "
+    print(f"\nreport: {os.path.join(config.output_dir, report_html.HTML_FILE)} (open it in a browser), "
+          f"{os.path.join(config.output_dir, report.JSON_FILE)}, "
           f"{os.path.join(config.output_dir, report.MARKDOWN_FILE)}, {os.path.join(config.output_dir, report.PLOT_FILE)}")
+    if result.get("tensorboard_logdir"):
+        print(f"training curves: {report.tensorboard_command(result)}")
     return 0
 
 
@@ -138,31 +143,32 @@ def cmd_recommend(args) -> int:
     config = PipelineConfig(data_path="", output_dir=args.output)
     model_dir = latest_pushed_model(config.model_serving_dir)
     timestamp = int(args.timestamp if args.timestamp is not None else time.time())
-    if args.history is not None:
-        history = parse_history(args.history)
-        source = "--history"
-    else:  # the user's latest history in the data the pipeline ingested
-        from app.results import user_history
+    with quiet_logs(log_file(args.output, "recommend", create=False), args.verbose):
+        if args.history is not None:
+            history = parse_history(args.history)
+            source = "--history"
+        else:  # the user's latest history in the data the pipeline ingested
+            from app.results import user_history
 
-        history = user_history(config, str(args.user), before=timestamp)
-        source = "the data"
-    # A rating time not given: taken as just before the request.
-    history = [(movie, when if when is not None else timestamp - 1) for movie, when in history]
+            history = user_history(config, str(args.user), before=timestamp)
+            source = "the data"
+        # A rating time not given: taken as just before the request.
+        history = [(movie, when if when is not None else timestamp - 1) for movie, when in history]
 
-    import tensorflow as tf
+        import tensorflow as tf
 
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
-    out = serve(
-        user_id=tf.constant([str(args.user)]), timestamp=tf.constant([timestamp], tf.int64),
-        history=tf.constant([[movie for movie, _ in history]], tf.string, shape=[1, len(history)]),
-        history_timestamps=tf.constant([[when for _, when in history]], tf.int64, shape=[1, len(history)]),
-    )
-    k = min(args.k, out["scores"].shape[1])
-    items = [
-        {"movie_id": out["movie_ids"][0, i].numpy().decode(), "title": out["movie_titles"][0, i].numpy().decode(),
-         "score": round(float(out["scores"][0, i]), 4)}
-        for i in range(k)
-    ]
+        serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+        out = serve(
+            user_id=tf.constant([str(args.user)]), timestamp=tf.constant([timestamp], tf.int64),
+            history=tf.constant([[movie for movie, _ in history]], tf.string, shape=[1, len(history)]),
+            history_timestamps=tf.constant([[when for _, when in history]], tf.int64, shape=[1, len(history)]),
+        )
+        k = min(args.k, out["scores"].shape[1])
+        items = [
+            {"movie_id": out["movie_ids"][0, i].numpy().decode(), "title": out["movie_titles"][0, i].numpy().decode(),
+             "score": round(float(out["scores"][0, i]), 4)}
+            for i in range(k)
+        ]
     if args.json:
         print(json.dumps({"user_id": str(args.user), "timestamp": timestamp, "model": model_dir,
                           "history": [movie for movie, _ in history], "recommendations": items}))
@@ -176,8 +182,6 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from app.logs import quiet_logs
-
     if args.target == "vertex" and not args.project:
         raise UserError("--target vertex needs --project (Dataflow and Vertex AI run in a Google Cloud project)")
     cloud = None
@@ -186,7 +190,7 @@ def cmd_compile(args) -> int:
             project=args.project, region=args.region, image=args.image,
             dataflow_machine_type=args.dataflow_machine_type, vertex_training=args.vertex_training,
         )
-    with quiet_logs(os.path.join(os.path.dirname(os.path.abspath(args.output)), "compile.log")):
+    with quiet_logs(log_file(os.path.dirname(os.path.abspath(args.output)), "compile"), args.verbose):
         from pipeline.kubeflow_runner import compile_pipeline
 
         config = named_config(args.config, data_path=args.data, output_dir=args.root, split=args.split, cloud=cloud)
@@ -196,6 +200,11 @@ def cmd_compile(args) -> int:
 
 
 def cmd_submit(args) -> int:
+    with quiet_logs(log_file(os.path.dirname(os.path.abspath(args.spec)), "submit", create=False), args.verbose):
+        return _submit(args)
+
+
+def _submit(args) -> int:
     from pipeline import kubeflow_runner
 
     names = list(VARIANTS) if args.variant == "both" else [args.variant]
@@ -216,8 +225,12 @@ def cmd_submit(args) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="movielens-tfx", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    # Every command takes --verbose.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow / Beam / TFX logs and warnings on the terminal (they always go to the log file)")
 
-    run = sub.add_parser("run", help="train, evaluate and gate the baseline and the timestamp model")
+    run = sub.add_parser("run", parents=[common], help="train, evaluate and gate the baseline and the timestamp model")
     run.add_argument("--data", help="MovieLens directory or .zip (ml-100k, ml-1m or CSV layout); "
                      "default: download --dataset into ~/.cache/movielens-tfx, verified")
     run.add_argument("--dataset", default="ml-100k", help="archive to download when --data is not given")
@@ -236,9 +249,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model hyperparameter, e.g. epochs=5")
     run.add_argument("--beam-workers", type=int, default=_default("beam_workers"),
                      help="Beam worker processes for ExampleGen, StatisticsGen, Transform, Evaluator (1: in-process)")
+    run.add_argument("--metadata-uri", default=_default("metadata_uri"),
+                     help="a shared ML Metadata store on MySQL / MariaDB: mysql://user[:password]@host[:port]/database "
+                     f"(password better in ${METADATA_PASSWORD_ENV}); default: SQLite in --output")
     run.set_defaults(func=cmd_run)
 
-    rec = sub.add_parser("recommend", help="top-k movies for a user from the latest pushed model")
+    rec = sub.add_parser("recommend", parents=[common], help="top-k movies for a user from the latest pushed model")
     rec.add_argument("--user", required=True)
     rec.add_argument("--timestamp", type=int, default=None, help="seconds since the epoch (default: now)")
     rec.add_argument("--history", default=None, metavar="ID[:TIME],...",
@@ -249,7 +265,7 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--output", default=_default("output_dir"))
     rec.set_defaults(func=cmd_recommend)
 
-    comp = sub.add_parser("compile", help="write the pipeline spec for Vertex AI / Kubeflow Pipelines (offline)")
+    comp = sub.add_parser("compile", parents=[common], help="write the pipeline spec for Vertex AI / Kubeflow Pipelines (offline)")
     comp.add_argument("--target", choices=("vertex", "kubeflow"), default="vertex")
     comp.add_argument("--output", default="pipeline.json", help="the spec file to write")
     comp.add_argument("--image", required=True, help="pipeline image built from the Dockerfile")
@@ -264,7 +280,7 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("--vertex-training", action="store_true", help="run the Trainer as a Vertex AI Training job")
     comp.set_defaults(func=cmd_compile)
 
-    submit = sub.add_parser("submit", help="submit a compiled spec to Vertex AI Pipelines")
+    submit = sub.add_parser("submit", parents=[common], help="submit a compiled spec to Vertex AI Pipelines")
     submit.add_argument("--spec", default="pipeline.json")
     submit.add_argument("--project", required=True)
     submit.add_argument("--region", default=_default("region", CloudConfig))

@@ -5,20 +5,35 @@ store, so the second run takes ExampleGen ... Transform and the Baselines from
 the cache, and its Evaluator compares against the latest blessed model
 (normally the baseline just blessed). Everything the report shows is read
 back from what the pipeline recorded (app.results): the data is read once, by
-ExampleGen. The report (report.json, report.md, top_k.png) puts the
-baselines, the baseline model and the timestamp model side by side.
+ExampleGen. The report (report.json, report.md, top_k.png, and the browsable
+report.html) puts the baselines, the baseline model and the timestamp model
+side by side.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable, Dict, Optional, Sequence
 
-from app import lock, report
+from app import lock, report, report_html
 from app.results import data_result, variant_result
 from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.local_runner import run_pipeline
 from trainer.config import GATE_K
+
+
+def tensorboard_logdir(models: Dict[str, Dict]) -> Optional[str]:
+    """The directory whose TensorBoard shows every variant's training run side by side.
+
+    The Trainers' model_run artifacts are <root>/RetrievalTrainer/model_run/<execution>;
+    each holds its logs under <variant>/ (trainer.task): their common parent
+    shows the runs as <execution>/<variant>/train and .../eval.
+    """
+    uris = [m["model_run_uri"] for m in models.values() if m.get("model_run_uri")]
+    if not uris:
+        return None
+    return os.path.commonpath([os.path.dirname(uri.rstrip("/")) for uri in uris])
 
 
 def run_job(
@@ -57,6 +72,7 @@ def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
         "dataset": data["summary"],
         "split": config.split,
         "config": config.config_name,
+        "metadata": config.metadata_location,
         "model_config": config.model.to_custom_config(),
         "gate": {
             "k": GATE_K,
@@ -68,8 +84,10 @@ def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
         "baseline_notes": data["baseline_notes"],
         "exclude_history": config.model.exclude_history,
         "models": models,
+        "tensorboard_logdir": tensorboard_logdir(models),
         "timings": timings,
         "wall_seconds": round(time.time() - started, 1),
     }
     report.write(result, config.output_dir)
+    report_html.write(result, config)
     return result

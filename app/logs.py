@@ -1,4 +1,11 @@
-"""Keeps TensorFlow, Beam and TFX log output out of the terminal (it goes to a file)."""
+"""Keeps TensorFlow, absl, Beam and TFX log output and third-party warnings out of the terminal.
+
+Every command runs inside `quiet_logs(path, verbose)`: whatever is written to
+file descriptor 2 (Python warnings, Python logging, absl, TensorFlow's C++
+start-up messages) goes to the command's log file. With `verbose` it goes to
+the log file and to the terminal. The command's own output is on stdout, and
+its one-line errors are printed by the CLI after the context is left.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,21 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from typing import Iterator
 
 
+def log_file(directory: str, command: str, create: bool = True) -> str:
+    """`<directory>/<command>.log`; when `directory` does not exist and is not
+    to be created (a command that only reads it), the user's cache directory."""
+    if not create and not os.path.isdir(directory):
+        directory = os.path.join(os.path.expanduser("~"), ".cache", "movielens-tfx", "logs")
+    return os.path.join(directory, f"{command}.log")
+
+
 @contextlib.contextmanager
-def quiet_logs(log_path: str) -> Iterator[None]:
-    """Sends everything written to stderr (Python logging, absl, TF's C++ logs) to `log_path`.
+def quiet_logs(log_path: str, verbose: bool = False) -> Iterator[None]:
+    """Sends everything written to stderr to `log_path` (appended); with `verbose`, to the terminal too.
 
     Python code keeps a handle on the terminal through sys.stdout.
     """
@@ -19,15 +35,48 @@ def quiet_logs(log_path: str) -> Iterator[None]:
     sys.stderr.flush()
     saved = os.dup(2)
     with open(log_path, "a", buffering=1) as log:
-        os.dup2(log.fileno(), 2)
-        handler = logging.StreamHandler(log)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root = logging.getLogger()
-        root.addHandler(handler)
+        handler = None
+        pump = None
+        if verbose:
+            pump = _Tee(log.fileno(), saved)
+            os.dup2(pump.write_end, 2)
+            os.close(pump.write_end)
+        else:
+            os.dup2(log.fileno(), 2)
+            # Python logging records (absl, TFX, Beam) in the file, with their time.
+            handler = logging.StreamHandler(log)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logging.getLogger().addHandler(handler)
         try:
             yield
         finally:
-            root.removeHandler(handler)
+            if handler is not None:
+                logging.getLogger().removeHandler(handler)
             sys.stderr.flush()
             os.dup2(saved, 2)
+            if pump is not None:
+                pump.join()
             os.close(saved)
+
+
+class _Tee(threading.Thread):
+    """Copies what is written to a pipe into two file descriptors until the pipe closes."""
+
+    def __init__(self, *targets: int):
+        super().__init__(name="log-tee", daemon=True)
+        self.read_end, self.write_end = os.pipe()
+        self.targets = targets
+        self.start()
+
+    def run(self) -> None:
+        while True:
+            chunk = os.read(self.read_end, 65536)
+            if not chunk:
+                break
+            for target in self.targets:
+                os.write(target, chunk)
+        os.close(self.read_end)
+
+    def join(self, timeout: float = 5.0) -> None:
+        # A child process that inherited the pipe may hold it open: do not wait for it forever.
+        super().join(timeout)

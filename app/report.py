@@ -80,6 +80,18 @@ def markdown(result: Dict) -> str:
         out += ["", f"- {note_name}: {note}"]
     out += ["", *[f"- {line}" for line in _decisions(result)], "", f"![top-k accuracy]({PLOT_FILE})", ""]
     out += _slice_tables(result)
+    if result.get("tensorboard_logdir"):
+        out += [
+            "## Training curves",
+            "",
+            "Loss per epoch and per step, learning rate, top-k accuracy on train and eval, "
+            "for every variant side by side (runs `<execution>/<variant>/train` and `.../eval`):",
+            "",
+            "```sh",
+            tensorboard_command(result),
+            "```",
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -98,6 +110,11 @@ def _slice_tables(result: Dict) -> List[str]:
             out.append(f"| {slice_name} | {entry['examples'] if entry['examples'] is not None else 'n/a'} | {values} |")
         out.append("")
     return out
+
+
+def tensorboard_command(result: Dict) -> str:
+    """The command that shows every variant's training curves in TensorBoard."""
+    return f"tensorboard --logdir {result['tensorboard_logdir']}"
 
 
 def plot(result: Dict, path: str) -> None:

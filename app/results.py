@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import ml_metadata as mlmd
 import tensorflow as tf
@@ -21,6 +21,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components import baselines
 from components.evaluator import VALUE_FLOOR_PROPERTY
+from components.movielens import files
 from pipeline.config import PipelineConfig
 from trainer.config import METRICS_FILE, TOP_KS, metrics_by_k
 from trainer.tfma_metric import metric_name
@@ -29,17 +30,20 @@ from transform import features as F
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
 
-def metadata_store(metadata_path: str) -> mlmd.MetadataStore:
-    """The run's ML Metadata store (SQLite), opened read-only."""
+def metadata_store(source: Union[str, PipelineConfig]) -> mlmd.MetadataStore:
+    """The run's ML Metadata store: the pipeline's (SQLite opened read-only, or the
+    shared MySQL / MariaDB store), or the SQLite file at a path."""
+    if isinstance(source, PipelineConfig):
+        return mlmd.MetadataStore(source.metadata_connection_config(read_only=True))
     connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = os.path.abspath(metadata_path)
+    connection.sqlite.filename_uri = os.path.abspath(source)
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     return mlmd.MetadataStore(connection)
 
 
 def latest_outputs(config: PipelineConfig, node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
     """Output artifacts of the latest execution of `node_id`, by output key."""
-    store = metadata_store(config.metadata_path)
+    store = metadata_store(config)
     context = store.get_context_by_type_and_name("node", f"{config.pipeline_name}.{node_id}")
     if context is None:
         return {}
@@ -101,6 +105,29 @@ def tfma_accuracies(evaluation_uri: str) -> Dict[int, float]:
     return tfma_slices(evaluation_uri)["overall"]["accuracy"]
 
 
+def slice_metrics(evaluation_uri: str) -> List[Dict]:
+    """The Evaluator's metrics for every slice it computed, whatever the slicing specs.
+
+    One entry per slice ("Overall", "user_gender:F", ...): {"slice": name,
+    "candidate": {metric: value}, "blessed_model": {...} (the latest blessed
+    model, when there was one), "diff": {...} (candidate minus blessed model)}.
+    """
+    from tensorflow_model_analysis.slicer import slicer_lib
+
+    out = []
+    for metrics in tfma.load_metrics(evaluation_uri):
+        entry: Dict = {"slice": slicer_lib.stringify_slice_key(slicer_lib.deserialize_slice_key(metrics.slice_key)),
+                       "candidate": {}, "blessed_model": {}, "diff": {}}
+        for item in metrics.metric_keys_and_values:
+            if item.value.WhichOneof("type") != "double_value":
+                continue
+            key = item.key
+            group = "diff" if key.is_diff else "blessed_model" if key.model_name == "baseline" else "candidate"
+            entry[group][key.name] = item.value.double_value.value
+        out.append(entry)
+    return sorted(out, key=lambda e: (e["slice"] != "Overall", e["slice"]))
+
+
 def validation_failures(evaluation_uri: str) -> List[str]:
     """Human-readable reasons why the Evaluator did not bless the model."""
     result = tfma.load_validation_result(evaluation_uri)
@@ -121,22 +148,35 @@ def _threshold_text(threshold) -> str:
     return " ".join(str(threshold).split())
 
 
+def trainer_metrics(model_run_uri: str) -> Dict:
+    """The Trainer's accuracies (train, trainer_eval; by k) and train_seconds, from its ModelRun artifact.
+
+    tf.io.gfile: the artifact may be on gs://.
+    """
+    with tf.io.gfile.GFile(f"{model_run_uri.rstrip('/')}/{METRICS_FILE}") as f:
+        trained = json.load(f)
+    return {
+        "train": metrics_by_k(trained["train"]),
+        "trainer_eval": metrics_by_k(trained["eval"]),
+        "train_seconds": round(trained["train_seconds"], 1),
+    }
+
+
 def variant_result(config: PipelineConfig) -> Dict:
     """Results of the latest run of the pipeline for `config` (see module docstring)."""
     result: Dict = {"use_timestamps": config.model.use_timestamps}
     trainer = latest_outputs(config, "RetrievalTrainer")
     if trainer:
         result["model_uri"] = trainer["model"][0].uri
-        with tf.io.gfile.GFile(os.path.join(trainer["model_run"][0].uri, METRICS_FILE)) as f:
-            trained = json.load(f)
-        result["train"] = metrics_by_k(trained["train"])
-        result["trainer_eval"] = metrics_by_k(trained["eval"])
-        result["train_seconds"] = round(trained["train_seconds"], 1)
+        result["model_run_uri"] = trainer["model_run"][0].uri
+        result.update(trainer_metrics(trainer["model_run"][0].uri))
     evaluator = latest_outputs(config, "Evaluator")
     if evaluator:
         evaluation_uri = evaluator["evaluation"][0].uri
         result["slices"] = tfma_slices(evaluation_uri)
         result["eval"] = result["slices"]["overall"]["accuracy"]
+        result["evaluation_uri"] = evaluation_uri
+        result["eval_slices"] = slice_metrics(evaluation_uri)
         result["value_floor"] = _custom(evaluator["evaluation"][0], VALUE_FLOOR_PROPERTY)
         blessing = evaluator["blessing"][0]
         result["blessed"] = bool(_custom(blessing, "blessed"))
@@ -156,7 +196,7 @@ def data_result(config: PipelineConfig) -> Dict:
     """The data as RatingsExampleGen recorded it, and the baselines' accuracies on its eval split."""
     ratings = latest_outputs(config, "RatingsExampleGen")["examples"][0]
     summary = {
-        "path": os.path.abspath(config.data_path),
+        "path": files.absolute(config.data_path),  # os.path.abspath would turn gs://b into <cwd>/gs:/b
         "layout": _custom(ratings, "movielens_layout"),
         "ratings": _custom(ratings, "num_examples_train") + _custom(ratings, "num_examples_eval"),
         "movies": _custom(ratings, "num_movies"),

@@ -10,15 +10,61 @@ Every config validates itself on construction.
 from __future__ import annotations
 
 import dataclasses
+import os
+import urllib.parse
 from typing import Dict, Optional, Tuple
 
 from components.movielens import files, reader
 from core.errors import ConfigError, check_choice
-from trainer.config import NAMED_CONFIGS, ModelConfig
+from trainer.config import NAMED_CONFIGS, VARIANTS, ModelConfig  # noqa: F401  (VARIANTS: the job's models)
 from transform.config import TransformConfig
 
-# The two models the job trains, in order: name -> use_timestamps.
-VARIANTS: Dict[str, bool] = {"baseline": False, "timestamp": True}
+# The password of a MySQL / MariaDB metadata store, when the URI has none.
+METADATA_PASSWORD_ENV = "MOVIELENS_TFX_METADATA_PASSWORD"
+_MYSQL_URI = "mysql://user[:password]@host[:port]/database"
+
+
+@dataclasses.dataclass(frozen=True)
+class MySQLMetadata:
+    """A shared ML Metadata store on MySQL / MariaDB, parsed from its URI."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+    # From the URI, else from $METADATA_PASSWORD_ENV when connecting; never printed.
+    uri_password: Optional[str] = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, uri: str) -> "MySQLMetadata":
+        try:
+            parts = urllib.parse.urlsplit(uri)
+            port = parts.port or 3306
+        except ValueError as e:
+            raise ConfigError(f"--metadata-uri: {e} (expected {_MYSQL_URI})") from None
+        database = parts.path.lstrip("/")
+        if parts.scheme != "mysql" or not parts.hostname or not database or "/" in database or not parts.username:
+            shown = cls._redact(uri, parts.password)
+            raise ConfigError(f"--metadata-uri: {shown!r} is not {_MYSQL_URI}")
+        return cls(
+            host=parts.hostname, port=port, database=database, user=urllib.parse.unquote(parts.username),
+            uri_password=urllib.parse.unquote(parts.password) if parts.password is not None else None,
+        )
+
+    @staticmethod
+    def _redact(uri: str, password: Optional[str]) -> str:
+        return uri.replace(f":{password}@", ":***@") if password else uri
+
+    @property
+    def password(self) -> str:
+        if self.uri_password is not None:
+            return self.uri_password
+        return os.environ.get(METADATA_PASSWORD_ENV, "")
+
+    @property
+    def location(self) -> str:
+        """The store's URI without the password: what messages and reports show."""
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +149,11 @@ class PipelineConfig:
     # Compile the model config (the Trainer's custom_config) as the pipeline
     # RuntimeParameter `model_config`, so one compiled spec serves both variants.
     model_config_as_runtime_parameter: bool = False
+    # ML Metadata of local runs: None, SQLite at metadata_path (embedded); or a
+    # shared MySQL / MariaDB store, mysql://user[:password]@host[:port]/database
+    # (the password better in $MOVIELENS_TFX_METADATA_PASSWORD). Not in the
+    # repr: it may hold a password.
+    metadata_uri: Optional[str] = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         reader.check_split(self.split, self.train_fraction)
@@ -110,6 +161,8 @@ class PipelineConfig:
             raise ConfigError(f"max_bad_rows: {self.max_bad_rows} is negative")
         if self.beam_workers < 1:
             raise ConfigError(f"beam_workers: {self.beam_workers} is less than 1")
+        if self.metadata_uri is not None:
+            MySQLMetadata.parse(self.metadata_uri)
 
     @property
     def beam_pipeline_args(self) -> Tuple[str, ...]:
@@ -134,6 +187,44 @@ class PipelineConfig:
     @property
     def metadata_path(self) -> str:
         return files.join(self.output_dir, "metadata.sqlite")
+
+    @property
+    def metadata_mysql(self) -> Optional[MySQLMetadata]:
+        """The shared MySQL / MariaDB store, or None (SQLite at metadata_path)."""
+        return MySQLMetadata.parse(self.metadata_uri) if self.metadata_uri is not None else None
+
+    @property
+    def metadata_location(self) -> str:
+        """Where ML Metadata is, without any password: sqlite:<path> or mysql://user@host:port/db."""
+        mysql = self.metadata_mysql
+        return mysql.location if mysql else f"sqlite:{files.absolute(self.metadata_path)}"
+
+    def metadata_connection_config(self, read_only: bool = False, with_password: bool = True):
+        """The ML Metadata ConnectionConfig of local runs and of app.results.
+
+        read_only: SQLite opened read-only. with_password=False leaves a MySQL
+        password out: what the pipeline (its compiled spec) carries; the local
+        runner adds it when it connects (pipeline.local_runner).
+        """
+        from ml_metadata.proto import metadata_store_pb2
+
+        mysql = self.metadata_mysql
+        connection = metadata_store_pb2.ConnectionConfig()
+        if mysql is None:
+            connection.sqlite.filename_uri = files.absolute(self.metadata_path)
+            connection.sqlite.connection_mode = (
+                metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if read_only
+                else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+            )
+            return connection
+        # What tfx.orchestration.metadata.mysql_metadata_connection_config builds.
+        connection.mysql.host = mysql.host
+        connection.mysql.port = mysql.port
+        connection.mysql.database = mysql.database
+        connection.mysql.user = mysql.user
+        if with_password:
+            connection.mysql.password = mysql.password
+        return connection
 
     @property
     def serving_dir(self) -> str:

@@ -18,24 +18,28 @@ from tfx import v1 as tfx
 from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.pipeline import MODEL_CONFIG_PARAMETER, create_pipeline
 
-# TFX 1.16 writes root parameters with the deprecated `type` field; current
-# KFP (and its loader) read `parameterType`. Vertex AI accepts both.
-_PARAMETER_TYPES = {"STRING": "STRING", "INT": "NUMBER_INTEGER", "DOUBLE": "NUMBER_DOUBLE"}
+# Pipeline spec schema 2.1.0, for both targets. With TFX's default (2.0.0) the
+# container gets no `--json_serialized_inputs_spec_args` and reads only the
+# legacy ExecutorInput `inputs.parameters`, which Vertex AI fills but the
+# open-source KFP 2.x launcher does not (it fills `inputs.parameterValues`):
+# on Kubeflow the ExampleGen driver then failed with KeyError: 'input_config'.
+# With 2.1.0 the driver and executors read `parameterValues` (typed by the
+# inputs spec), parameters are typed with `parameterType` and the run's values
+# are in `runtimeConfig.parameterValues`; Vertex AI runs 2.1.0 specs (what KFP
+# SDK 2.x compiles). tests/test_spec_runs.py plays the launcher on both.
+USE_PIPELINE_SPEC_2_1 = True
 
 
 def compile_pipeline(config: PipelineConfig, image: str, output: str) -> str:
     """Writes the KFP v2 pipeline job spec for `config` to `output`; returns its path."""
     config = config.replace(model_config_as_runtime_parameter=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=image, use_pipeline_spec_2_1=USE_PIPELINE_SPEC_2_1),
     )
     model_config = json.dumps(config.trainer_custom_config(), sort_keys=True)
     job = runner.run(create_pipeline(config), parameter_values={MODEL_CONFIG_PARAMETER: model_config}, write_out=False)
-    for name, parameter in job["pipelineSpec"]["root"].get("inputDefinitions", {}).get("parameters", {}).items():
-        if "type" in parameter:
-            parameter["parameterType"] = _PARAMETER_TYPES[parameter.pop("type")]
-        if name == MODEL_CONFIG_PARAMETER:
-            parameter["defaultValue"] = model_config
+    job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"][MODEL_CONFIG_PARAMETER]["defaultValue"] = model_config
     with open(output, "w") as f:
         json.dump(job, f, indent=2, sort_keys=True)
     return output

@@ -1,26 +1,112 @@
-"""Runs the pipeline on this machine: LocalDagRunner, SQLite ML Metadata, Beam DirectRunner.
+"""Runs the pipeline on this machine: LocalDagRunner, ML Metadata, Beam DirectRunner.
 
 `run_pipeline(config, progress)` runs one variant and reports each component
 as it starts and finishes (with elapsed time, and whether the result came from
-the cache).
+the cache). ML Metadata is SQLite in the output directory, or a shared
+MySQL / MariaDB store (config.metadata_uri): that one is checked first, so a
+wrong password or an unreachable server is one line naming the host, and its
+password is kept out of every log record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import resource
 import time
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.orchestration.pipeline import RunOptions
 from tfx.orchestration.portable import launcher
 
+from core.errors import UserError
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
 Progress = Callable[[str], None]
+
+
+class MetadataUnavailable(UserError):
+    """The shared ML Metadata store cannot be reached or refuses the login."""
+
+
+def check_metadata(config: PipelineConfig) -> None:
+    """Connects to a MySQL / MariaDB metadata store once (ML Metadata creates its
+    schema on first use); raises MetadataUnavailable with one readable line.
+
+    ML Metadata's own error says only "mysql_real_connect failed", so the login
+    is tried with PyMySQL first, whose error says why (refused, access denied,
+    unknown host).
+    """
+    mysql = config.metadata_mysql
+    if mysql is None:
+        return
+    import ml_metadata as mlmd
+    import pymysql
+
+    def fail(reason) -> MetadataUnavailable:
+        text = " ".join(str(reason).split())
+        if mysql.password:
+            text = text.replace(mysql.password, "***")
+        return MetadataUnavailable(f"cannot connect to ML Metadata at {mysql.location}: {text}")
+
+    try:
+        pymysql.connect(host=mysql.host, port=mysql.port, user=mysql.user, password=mysql.password,
+                        connect_timeout=10).close()
+    except pymysql.err.MySQLError as e:
+        raise fail(e.args[1] if len(e.args) > 1 else e) from None
+    try:
+        mlmd.MetadataStore(config.metadata_connection_config())
+    except Exception as e:  # noqa: BLE001 - ML Metadata raises RuntimeError or its StatusErrors
+        raise fail(e) from None
+
+
+class _LocalDagRunner(tfx.orchestration.LocalDagRunner):
+    """LocalDagRunner that adds the metadata store's password to the compiled
+    pipeline in memory, just before it runs: the pipeline and its spec never hold it."""
+
+    def __init__(self, password: str = ""):
+        super().__init__()
+        self._password = password
+
+    def run_with_ir(self, pipeline, run_options=None):
+        if self._password:
+            from tfx.orchestration.local import runner_utils
+
+            deployment = runner_utils.extract_local_deployment_config(pipeline)
+            holder = deployment.metadata_connection_config  # as LocalDagRunner reads it
+            getattr(holder, holder.WhichOneof("connection_config")).mysql.password = self._password
+            pipeline.deployment_config.Pack(deployment)
+        return super().run_with_ir(pipeline, run_options=run_options)
+
+
+@contextlib.contextmanager
+def _secret_kept_out_of_logs(secret: str) -> Iterator[None]:
+    """Replaces `secret` in every Python log record while it is active (TFX logs
+    the connection config, password included, when LocalDagRunner starts)."""
+    if not secret:
+        yield
+        return
+    original = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs):
+        record = original(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record stays as it is
+            return record
+        if secret in message:
+            record.msg, record.args = message.replace(secret, "***"), ()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(original)
 
 
 
@@ -57,10 +143,16 @@ def _reporting_launches(progress: Progress, timings: List[Dict]) -> Iterator[Non
         launcher.Launcher.launch = original
 
 
-def run_pipeline(config: PipelineConfig, progress: Optional[Progress] = None) -> List[Dict]:
-    """Runs the pipeline for `config` to completion; returns per-component timings."""
+def run_pipeline(config: PipelineConfig, progress: Optional[Progress] = None,
+                 to_nodes: Optional[Sequence[str]] = None) -> List[Dict]:
+    """Runs the pipeline for `config` to completion (or only up to `to_nodes`,
+    e.g. the ingestion part); returns per-component timings."""
+    check_metadata(config)
     os.makedirs(config.output_dir, exist_ok=True)
     timings: List[Dict] = []
-    with _reporting_launches(progress or (lambda line: None), timings):
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+    run_options = RunOptions(to_nodes=list(to_nodes)) if to_nodes else None
+    mysql = config.metadata_mysql
+    password = mysql.password if mysql else ""
+    with _reporting_launches(progress or (lambda line: None), timings), _secret_kept_out_of_logs(password):
+        _LocalDagRunner(password).run(create_pipeline(config), run_options=run_options)
     return timings

@@ -132,12 +132,14 @@ def _trainer_custom_config(config: PipelineConfig):
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     """The whole pipeline for one model variant (config.model.use_timestamps).
 
-    Locally, ML Metadata lives in SQLite at config.metadata_path; on Kubeflow
-    or Vertex AI (a remote output_dir) the orchestrator provides it.
+    Locally, ML Metadata lives in SQLite at config.metadata_path, or in the
+    shared MySQL / MariaDB store of config.metadata_uri; on Kubeflow or Vertex
+    AI (a remote output_dir) the orchestrator provides it.
     """
     metadata = None
     if config.cloud is None and not files.is_remote(config.output_dir):
-        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(files.absolute(config.metadata_path))
+        # Never a password in the spec: the local runner adds it when it connects.
+        metadata = config.metadata_connection_config(with_password=False)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=files.absolute(config.pipeline_root),

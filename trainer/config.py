@@ -19,6 +19,13 @@ GATE_K = 100
 OPTIMIZERS = ("adagrad", "adam")
 HISTORY_ENCODERS = ("mean", "attention")
 TIME_FEATURES = ("history_age", "since_previous", "calendar")
+# The two models the job trains, in order: name -> use_timestamps.
+VARIANTS: Dict[str, bool] = {"baseline": False, "timestamp": True}
+
+
+def variant_name(use_timestamps: bool) -> str:
+    """The variant a model with this use_timestamps is: "baseline" or "timestamp"."""
+    return next(name for name, flag in VARIANTS.items() if flag == bool(use_timestamps))
 
 
 def top_k_label(k: int) -> str:
@@ -157,3 +164,17 @@ NAMED_CONFIGS: Dict[str, ModelConfig] = {
 # its measurements to this file in the ModelRun artifact.
 CATALOG_PATTERN_KEY = "catalog_file_pattern"
 METRICS_FILE = "metrics.json"
+# TensorBoard logs of a training run, the TFX convention (in model_run_dir):
+# <model_run_dir>/<variant_name>/train: epoch_loss, batch_loss and
+# batch_steps_per_second (every TENSORBOARD_STEPS steps), epoch_learning_rate
+# (Keras' TensorBoard callback),
+# the config as text, and top-k accuracy on the train sample;
+# <model_run_dir>/<variant_name>/eval: top-k accuracy on the eval split.
+# Top-k accuracy is measured once, after the last epoch: step epochs - 1.
+TENSORBOARD_TRAIN, TENSORBOARD_EVAL = "train", "eval"
+TENSORBOARD_STEPS = 10
+
+
+def top_k_tag(k: int) -> str:
+    """The TensorBoard scalar tag of top-k accuracy: "top_k_accuracy/top_100"."""
+    return f"top_k_accuracy/{top_k_label(k)}"

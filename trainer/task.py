@@ -5,6 +5,9 @@ file pattern (added by components.retrieval_trainer). The run writes:
   serving_model_dir   the SavedModel (trainer.export): raw inputs -> top-K movies
   model_run_dir/metrics.json   FactorizedTopK accuracies on train and eval, loss
                       per epoch, wall time
+  model_run_dir/<variant>/{train,eval}   TensorBoard logs (trainer.config):
+                      loss per epoch and per TENSORBOARD_STEPS steps, learning
+                      rate, top-k accuracy on train and eval
 """
 
 from __future__ import annotations
@@ -21,7 +24,17 @@ import tensorflow_transform as tft
 from tensorflow.python.autograph.core import config as autograph_config
 
 from trainer import export
-from trainer.config import CATALOG_PATTERN_KEY, METRICS_FILE, TOP_KS, ModelConfig
+from trainer.config import (
+    CATALOG_PATTERN_KEY,
+    METRICS_FILE,
+    TENSORBOARD_EVAL,
+    TENSORBOARD_STEPS,
+    TENSORBOARD_TRAIN,
+    TOP_KS,
+    ModelConfig,
+    top_k_tag,
+    variant_name,
+)
 from trainer.model import CandidateTower, HistoryQueryTower, MovieCandidateTower, QueryTower, RetrievalModel
 from transform import features as F
 
@@ -231,6 +244,50 @@ def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.d
     return {int(k): float(h / count) for k, h in zip(ks, hits, strict=True)}
 
 
+def write_metrics(model_run_dir: str, metrics: Dict) -> str:
+    """Writes `metrics` to model_run_dir/metrics.json and returns its path.
+
+    tf.io.gfile: model_run_dir may be a gs:// URI (Vertex AI, Kubeflow).
+    """
+    tf.io.gfile.makedirs(model_run_dir)
+    path = f"{model_run_dir.rstrip('/')}/{METRICS_FILE}"
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(metrics, f, indent=2)
+    return path
+
+
+class LearningRateLogger(tf.keras.callbacks.Callback):
+    """Adds the optimizer's learning rate to each epoch's logs.
+
+    Keras' TensorBoard callback, which comes after it, writes it as
+    epoch_learning_rate (by itself it logs only learning-rate schedules).
+    """
+
+    _supports_tf_logs = True  # no per-batch conversion of the logs to numpy on its account
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(tf.keras.backend.get_value(self.model.optimizer.learning_rate))
+
+
+def tensorboard_dir(model_run_dir: str, config: ModelConfig) -> str:
+    """Where the run's TensorBoard logs go: <model_run_dir>/<variant name>."""
+    return f"{model_run_dir.rstrip('/')}/{variant_name(config.use_timestamps)}"
+
+
+def write_top_k_summaries(log_dir: str, metrics: Dict, config: ModelConfig) -> None:
+    """Top-k accuracies (train sample and eval) and the config, as TensorBoard summaries."""
+    step = config.epochs - 1  # measured after the last epoch, as Keras numbers epochs
+    for split, run in (("train", TENSORBOARD_TRAIN), ("eval", TENSORBOARD_EVAL)):
+        writer = tf.summary.create_file_writer(f"{log_dir}/{run}")
+        with writer.as_default():
+            for k, value in metrics[split].items():
+                tf.summary.scalar(top_k_tag(k), value, step=step)
+            if split == "train":
+                tf.summary.text("config", "```\n" + json.dumps(config.to_custom_config(), indent=2, sort_keys=True) + "\n```", step=0)
+        writer.close()
+
+
 def run_fn(fn_args) -> None:
     config = ModelConfig.from_custom_config(fn_args.custom_config)
     # Seeded and deterministic kernels: the same data and config train the same model.
@@ -242,7 +299,15 @@ def run_fn(fn_args) -> None:
     model = build_model(tf_transform_output, config)
     train = rating_batches(train_files, transform_layer, config.batch_size, shuffle_seed=config.seed)
     started = time.time()
-    history = model.fit(train, epochs=config.epochs, verbose=0)
+    log_dir = tensorboard_dir(fn_args.model_run_dir, config)
+    callbacks = [
+        LearningRateLogger(),
+        # write_steps_per_second: with it Keras also writes batch_loss (every
+        # update_freq steps); without, its TensorBoard callback has no batch hooks.
+        tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=TENSORBOARD_STEPS, write_graph=False,
+                                       profile_batch=0, write_steps_per_second=True),
+    ]
+    history = model.fit(train, epochs=config.epochs, verbose=0, callbacks=callbacks)
     train_seconds = time.time() - started
 
     train_sample = train.take(-(-TRAIN_METRICS_MAX_EXAMPLES // config.batch_size))
@@ -260,10 +325,8 @@ def run_fn(fn_args) -> None:
         "eval": factorized_top_k(model, candidates, eval_batches, TOP_KS, exclusions),
     }
     logging.info("retrieval metrics: %s", metrics)
-    # tf.io.gfile: model_run_dir may be a gs:// URI (Vertex AI, Kubeflow).
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(f"{fn_args.model_run_dir.rstrip('/')}/{METRICS_FILE}", "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_top_k_summaries(log_dir, metrics, config)
+    write_metrics(fn_args.model_run_dir, metrics)
 
     export.save(
         fn_args.serving_model_dir,
