@@ -193,7 +193,8 @@ def cmd_compile(args) -> int:
     with quiet_logs(log_file(os.path.dirname(os.path.abspath(args.output)), "compile"), args.verbose):
         from pipeline.kubeflow_runner import compile_pipeline
 
-        config = named_config(args.config, data_path=args.data, output_dir=args.root, split=args.split, cloud=cloud)
+        config = named_config(args.config, data_path=args.data, output_dir=args.root, split=args.split, cloud=cloud,
+                              value_floor=args.value_floor, min_improvement=args.min_improvement)
         compile_pipeline(config, image=args.image, output=args.output)
     print(f"wrote {args.output} ({args.target}; image {args.image}; root {args.root})")
     return 0
@@ -274,6 +275,10 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("--config", default="default", choices=sorted(NAMED_CONFIGS))
     comp.add_argument("--split", default=None, choices=SPLIT_METHODS,
                       help="default: the config's (tutorial: random; default: temporal)")
+    comp.add_argument("--value-floor", type=float, default=_default("value_floor"),
+                      help="minimum eval top-100 accuracy to bless (default: the best baseline's, at run time)")
+    comp.add_argument("--min-improvement", type=float, default=_default("min_improvement"),
+                      help="top-100 improvement over the latest blessed model needed to bless")
     comp.add_argument("--project", help="Google Cloud project: Beam stages on Dataflow")
     comp.add_argument("--region", default=_default("region", CloudConfig))
     comp.add_argument("--dataflow-machine-type", default=_default("dataflow_machine_type", CloudConfig))

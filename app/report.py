@@ -96,18 +96,21 @@ def markdown(result: Dict) -> str:
 
 
 def _slice_tables(result: Dict) -> List[str]:
-    """One table per model: TFMA's accuracies by slice (user known in train, history length)."""
+    """One table per model: TFMA's top-k accuracy by slice (user known in train, history length)."""
+    from app.results import accuracies
+
     out = []
     for name, model in result["models"].items():
-        slices = model.get("slices")
+        slices = model.get("eval_slices")
         if not slices:
             continue
-        ks = sorted({k for entry in slices.values() for k in entry["accuracy"]})
+        rows = [(entry["slice"], entry["candidate"].get("example_count"), accuracies(entry["candidate"])) for entry in slices]
+        ks = sorted({k for _, _, accuracy in rows for k in accuracy})
         out += [f"### {name}: eval top-k accuracy by slice", "",
                 "| slice | eval ratings | " + " | ".join(top_k_label(k) for k in ks) + " |", "|---" * (len(ks) + 2) + "|"]
-        for slice_name, entry in slices.items():
-            values = " | ".join(f"{entry['accuracy'][k]:.4f}" if k in entry["accuracy"] else "n/a" for k in ks)
-            out.append(f"| {slice_name} | {entry['examples'] if entry['examples'] is not None else 'n/a'} | {values} |")
+        for slice_name, count, accuracy in rows:
+            values = " | ".join(f"{accuracy[k]:.4f}" if k in accuracy else "n/a" for k in ks)
+            out.append(f"| {slice_name} | {int(count) if count is not None else 'n/a'} | {values} |")
         out.append("")
     return out
 

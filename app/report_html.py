@@ -101,6 +101,7 @@ def _ratings(examples_uri: str, split: str, users=None) -> Dict:
 
     spec = {
         "user_id": tf.io.FixedLenFeature([], tf.string),
+        "movie_id": tf.io.FixedLenFeature([], tf.string),
         "movie_title": tf.io.FixedLenFeature([], tf.string),
         "timestamp": tf.io.FixedLenFeature([], tf.int64),
         "user_rating": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
@@ -120,9 +121,10 @@ def _ratings(examples_uri: str, split: str, users=None) -> Dict:
 def _recommendations(result: Dict, config, examples_uri: str) -> Optional[Dict]:
     """Top EXAMPLE_TOP for the EXAMPLE_USERS users with the most eval ratings (ties: smallest id).
 
-    Each is asked at the time of the user's first eval rating; the history is
-    their last HISTORY train ratings before it. A recommended title the user
-    rated in eval is a hit; one in their train ratings was seen in training.
+    Each is asked at the time of the user's first eval rating, with every
+    train rating before it as the history (the model reads the most recent
+    ones and never recommends any); the page shows the last HISTORY of them.
+    A recommended title the user rated in eval is a hit.
     """
     import collections
 
@@ -141,12 +143,16 @@ def _recommendations(result: Dict, config, examples_uri: str) -> Optional[Dict]:
         in_eval = evaluation["user_id"] == user
         at = int(evaluation["timestamp"][in_eval].min())
         mine = train["user_id"] == user
-        before = sorted(
-            (int(t), title.decode(), float(r))
-            for t, title, r in zip(train["timestamp"][mine], train["movie_title"][mine], train["user_rating"][mine], strict=True)
+        rated = sorted(
+            (int(t), movie, title.decode(), float(r))
+            for t, movie, title, r in zip(train["timestamp"][mine], train["movie_id"][mine], train["movie_title"][mine],
+                                          train["user_rating"][mine], strict=True)
             if t < at
-        )[-HISTORY:][::-1]
-        answer = serve(user_id=tf.constant([user]), timestamp=tf.constant([at], tf.int64))
+        )[::-1]  # most recent first
+        before = [(t, title, r) for t, _, title, r in rated[:HISTORY]]
+        answer = serve(user_id=tf.constant([user]), timestamp=tf.constant([at], tf.int64),
+                       history=tf.constant([[movie for _, movie, _, _ in rated]], tf.string, shape=[1, len(rated)]),
+                       history_timestamps=tf.constant([[t for t, _, _, _ in rated]], tf.int64, shape=[1, len(rated)]))
         eval_titles = set(evaluation["movie_title"][in_eval].tolist())
         train_titles = set(train["movie_title"][mine].tolist())
         recs = []

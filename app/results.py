@@ -69,40 +69,10 @@ def _custom(artifact: metadata_store_pb2.Artifact, name: str):
     return getattr(value, value.WhichOneof("value"))
 
 
-def _slice_name(slice_key) -> str:
-    """"overall", or "feature=value" for a one-feature slice."""
-    parts = []
-    for key in slice_key.single_slice_keys:
-        value = key.WhichOneof("kind")
-        shown = getattr(key, value)
-        parts.append(f"{key.column}={shown.decode() if isinstance(shown, bytes) else shown}")
-    return ", ".join(parts) or "overall"
-
-
-def tfma_slices(evaluation_uri: str) -> Dict[str, Dict]:
-    """The candidate model's top-k accuracies by slice, from the Evaluator's output:
-    {slice: {"accuracy": {k: value}, "examples": n}}; "overall" first."""
-    wanted = {metric_name(k): k for k in TOP_KS}
-    out: Dict[str, Dict] = {}
-    for metrics in tfma.load_metrics(evaluation_uri):
-        name = _slice_name(metrics.slice_key)
-        entry = out.setdefault(name, {"accuracy": {}, "examples": None})
-        for item in metrics.metric_keys_and_values:
-            key = item.key
-            if key.is_diff or key.model_name not in ("", "candidate"):
-                continue
-            if key.name in wanted:
-                entry["accuracy"][wanted[key.name]] = item.value.double_value.value
-            elif key.name == "example_count":
-                entry["examples"] = int(item.value.double_value.value)
-    for entry in out.values():
-        entry["accuracy"] = dict(sorted(entry["accuracy"].items()))
-    return dict(sorted(out.items(), key=lambda item: (item[0] != "overall", item[0])))
-
-
-def tfma_accuracies(evaluation_uri: str) -> Dict[int, float]:
-    """The candidate model's top-k accuracies on the whole eval split, by k."""
-    return tfma_slices(evaluation_uri)["overall"]["accuracy"]
+def accuracies(metrics: Dict[str, float]) -> Dict[int, float]:
+    """{k: top-k accuracy} from one slice's TFMA metrics by name (slice_metrics)."""
+    names = {metric_name(k): k for k in TOP_KS}
+    return dict(sorted((names[name], value) for name, value in metrics.items() if name in names))
 
 
 def slice_metrics(evaluation_uri: str) -> List[Dict]:
@@ -173,10 +143,9 @@ def variant_result(config: PipelineConfig) -> Dict:
     evaluator = latest_outputs(config, "Evaluator")
     if evaluator:
         evaluation_uri = evaluator["evaluation"][0].uri
-        result["slices"] = tfma_slices(evaluation_uri)
-        result["eval"] = result["slices"]["overall"]["accuracy"]
         result["evaluation_uri"] = evaluation_uri
         result["eval_slices"] = slice_metrics(evaluation_uri)
+        result["eval"] = accuracies(result["eval_slices"][0]["candidate"])  # "Overall" comes first
         result["value_floor"] = _custom(evaluator["evaluation"][0], VALUE_FLOOR_PROPERTY)
         blessing = evaluator["blessing"][0]
         result["blessed"] = bool(_custom(blessing, "blessed"))

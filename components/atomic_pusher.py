@@ -48,16 +48,13 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components.movielens import files
+
 SAVED_MODEL_FILE = "saved_model.pb"
 
 
 class PushError(RuntimeError):
     """The pushed copy does not match the model; nothing was published."""
-
-
-def is_remote(path: str) -> bool:
-    """A URI such as gs://bucket/dir: no atomic directory rename."""
-    return "://" in path
 
 
 def existing_versions(base_directory: str) -> List[int]:
@@ -158,7 +155,8 @@ class Executor(pusher_executor.Executor):
         model_path = self.GetModelPath(input_dict)
         version = next_version(base)
         io_utils.copy_dir(model_path, model_push.uri)  # archived copy, as TFX does
-        publish = publish_remote if is_remote(base) else publish_local
+        # A URI such as gs://bucket/dir has no atomic directory rename.
+        publish = publish_remote if files.is_remote(base) else publish_local
         serving_path = publish(model_path, base, version)
         logging.info("Model written to serving path %s.", serving_path)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)

@@ -5,6 +5,8 @@ import json
 import pytest
 from kfp import components
 
+from trainer.config import NAMED_CONFIGS
+
 IMAGE = "us-docker.pkg.dev/p/r/movielens-tfx:1"
 
 
@@ -48,7 +50,7 @@ def test_model_config_is_a_runtime_parameter(specs, target):
     path, job = specs[target]
     parameters = job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
     model_config = json.loads(parameters["model_config"]["defaultValue"])
-    assert model_config["use_timestamps"] is False and model_config["epochs"] == 12
+    assert model_config["use_timestamps"] is False and model_config["epochs"] == NAMED_CONFIGS["default"].epochs
     assert ("ai_platform_training_args" in model_config) == (target == "vertex")
 
 

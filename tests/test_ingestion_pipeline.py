@@ -6,8 +6,6 @@ import os
 import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
-from tfx.orchestration.pipeline import RunOptions
 from tfx.types import standard_artifacts
 
 from app.results import latest_outputs
@@ -15,7 +13,7 @@ from components.data_gate import DataValidationError, check_anomalies
 from components.example_gen import QUARANTINE_FILE
 from components.movielens import synthetic
 from pipeline.config import named_config
-from pipeline.pipeline import create_pipeline
+from pipeline.local_runner import run_pipeline
 
 
 def _read_split(artifact, split):
@@ -39,9 +37,7 @@ def ingestion(tmp_path_factory):
         f.write("1::999::5::880000000\nnot a row\n")
     config = named_config("tutorial", data_path=data, output_dir=str(tmp / "out"), split="temporal", max_bad_rows=2)
     # A partial run of the real pipeline, up to the data gate.
-    tfx.orchestration.LocalDagRunner().run(
-        create_pipeline(config), run_options=RunOptions(to_nodes=["DataGate", "CatalogExampleGen"])
-    )
+    run_pipeline(config, to_nodes=["DataGate", "CatalogExampleGen"])
     return config
 
 

@@ -99,15 +99,19 @@ def test_shared_mysql_metadata_caches_tracks_lineage_and_keeps_the_password_out(
     assert mariadb["password"] not in repr(config)
 
     log = str(tmp_path / "out" / "ingest.log")
-    root_logger = logging.getLogger()
-    level = root_logger.level
-    root_logger.setLevel(logging.INFO)  # TFX logs its connection config at INFO: it must be redacted there
+    # TFX logs its connection config at INFO (through absl): it must be redacted there. Other
+    # tests in the same process may have raised absl's level: set both loggers for this run.
+    loggers = [logging.getLogger(), logging.getLogger("absl")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
     try:
         with quiet_logs(log):
             first = {t["component"]: t["state"] for t in run_pipeline(config, to_nodes=INGESTION)}
             second = {t["component"]: t["state"] for t in run_pipeline(config, to_nodes=INGESTION)}
     finally:
-        root_logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
     ingestion = {"RatingsExampleGen", "CatalogExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "DataGate"}
     assert set(first) == set(second) == ingestion
     assert all(state == "done" for state in first.values()), first

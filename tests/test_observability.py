@@ -178,7 +178,7 @@ def test_report_html_renders_in_headless_chromium_without_console_errors(run, ch
     assert loaded["errors"] == []
     shown = json.loads(loaded["result"])
     assert shown["sections"] == ["models", "gate", "slices", "data", "examples"]
-    assert shown["models"] == ["popularity", "baseline", "timestamp"]
+    assert shown["models"] == ["popularity", "recent_popularity", "item_knn", "ease", "baseline", "timestamp"]
     assert shown["plot"] > 0  # the inlined PNG decoded
     assert len(shown["gate"]) == 2 and all("blessed" in line for line in shown["gate"])
     assert shown["slices"] == ["Overall", "Overall"]  # one table per variant

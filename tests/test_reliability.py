@@ -9,8 +9,6 @@ import time
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
-from tfx.orchestration.pipeline import RunOptions
 from tfx.types import standard_artifacts
 
 from app import lock
@@ -18,7 +16,7 @@ from app.results import latest_outputs, metadata_store
 from components import atomic_pusher
 from components.movielens import synthetic
 from pipeline.config import named_config
-from pipeline.pipeline import create_pipeline
+from pipeline.local_runner import run_pipeline
 
 FAST = ["--config", "tutorial", "--set", "epochs=2", "--set", "batch_size=256", "--value-floor", "0"]
 
@@ -111,9 +109,7 @@ def test_changed_input_is_reingested_unchanged_input_hits_the_cache(tmp_path):
     config = named_config("tutorial", data_path=data, output_dir=str(tmp_path / "out"))
 
     def ingest():
-        tfx.orchestration.LocalDagRunner().run(
-            create_pipeline(config), run_options=RunOptions(to_nodes=["RatingsExampleGen"])
-        )
+        run_pipeline(config, to_nodes=["RatingsExampleGen"])
         [examples] = latest_outputs(config, "RatingsExampleGen")["examples"]
         return examples
 

@@ -11,6 +11,7 @@ from tfx.utils import dependency_utils, proto_utils
 import components.example_gen as example_gen
 from components.movielens import reader, synthetic
 from pipeline.config import PipelineConfig
+from transform import features as F
 
 
 @pytest.mark.parametrize("workers, mode", [(1, "in_memory"), (2, "multi_processing")])
@@ -67,6 +68,7 @@ def _write_ratings(path, rows):
         for user, title, timestamp in rows:
             example = tf.train.Example()
             example.features.feature["user_id"].bytes_list.value.append(user.encode())
+            example.features.feature["movie_id"].bytes_list.value.append(title.split()[-1].encode())
             example.features.feature["movie_title"].bytes_list.value.append(title.encode())
             example.features.feature["timestamp"].int64_list.value.append(timestamp)
             writer.write(example.SerializeToString())
@@ -82,11 +84,14 @@ def test_training_batches_do_not_depend_on_the_file_order(tmp_path):
     _write_ratings(str(tmp_path / "b.gz"), shuffled)
 
     def batches(name):
-        identity = lambda features: {key: tf.reshape(value, [-1]) for key, value in features.items()}  # noqa: E731
+        def identity(features):  # the raw scalars as they come, [batch]
+            return {key: tf.reshape(value, [-1]) for key, value in features.items() if not isinstance(value, tf.SparseTensor)}
+
         data = task.rating_batches(str(tmp_path / name), identity, batch_size=32, shuffle_seed=7)
-        return [[batch[key].numpy().tolist() for key in sorted(batch)] for batch in data]
+        scalars = (F.MOVIE_ID, F.MOVIE_TITLE, F.TIMESTAMP, F.USER_ID)
+        return [[batch[key].numpy().tolist() for key in scalars] for batch in data]
 
     first, second = batches("a.gz"), batches("b.gz")
     assert first == second  # same rows, same seed: same batches, whatever the file order
-    assert sorted(user for batch in first for user in batch[2]) == sorted(r[0].encode() for r in rows)
-    assert first[0][2] != [r[0].encode() for r in rows[:32]]  # shuffled, not in file order
+    assert sorted(user for batch in first for user in batch[3]) == sorted(r[0].encode() for r in rows)
+    assert first[0][3] != [r[0].encode() for r in rows[:32]]  # shuffled, not in file order

@@ -95,12 +95,28 @@ class CandidateTower(tf.keras.Model):
         return self.projection(tf.concat([title, text], axis=1))
 
 
-def history_indices(features: Dict[str, tf.Tensor], name: str, length: int) -> tf.Tensor:
-    """The first `length` values of a sparse history feature as int64 [batch, length], -1 padded."""
-    sparse = features[name]
-    dense = tf.sparse.to_dense(sparse, default_value=-1)
-    dense = dense[:, :length]
-    return tf.pad(dense, [[0, 0], [0, length - tf.shape(dense)[1]]], constant_values=-1)
+def history_indices(features: Dict[str, tf.Tensor], name: str) -> tf.Tensor:
+    """A sparse history feature as int64 [batch, width], -1 padded (every value, in order)."""
+    return tf.sparse.to_dense(features[name], default_value=-1)
+
+
+def first_known(items: tf.Tensor, num_movies: int, length: int, *aligned: tf.Tensor):
+    """The first `length` known movies of each row (missing and OOV ones dropped, order kept).
+
+    items: int64 [batch, width] vocabulary indices, -1 padded; aligned: tensors
+    of the same shape that follow the items. Returns (items, valid, *aligned),
+    each [batch, length], items -1 where not valid. So an unknown id in a
+    request is ignored: it neither counts towards `length` nor shifts the
+    positions of the known movies.
+    """
+    valid = (items >= 0) & (items < num_movies)  # the vocabulary's OOV index is num_movies
+    order = tf.argsort(tf.cast(~valid, tf.int32), axis=1, stable=True)  # known ones first, in order
+    pad = [[0, 0], [0, tf.maximum(length - tf.shape(items)[1], 0)]]
+    out = []
+    for tensor, fill in ((tf.where(valid, items, -1), -1), (valid, False)) + tuple((t, 0) for t in aligned):
+        tensor = tf.gather(tensor, order, batch_dims=1)
+        out.append(tf.pad(tensor, pad, constant_values=fill)[:, :length])
+    return tuple(out)
 
 
 class MovieCandidateTower(tf.keras.Model):
@@ -166,14 +182,14 @@ class HistoryQueryTower(tf.keras.Model):
         self.projection = _projection(config.tower_layers, d, "query_projection")
 
     def call(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        items = history_indices(features, F.HISTORY_INDEX, self._length)  # [B, N], -1 padded
-        valid = (items >= 0) & (items < self._num_movies)  # OOV movies are ignored
+        aligned = [history_indices(features, F.HISTORY_AGE)] if "history_age" in self._time else []
+        items, valid, *ages = first_known(history_indices(features, F.HISTORY_INDEX), self._num_movies, self._length,
+                                          *aligned)  # [B, N]: missing and unknown movies dropped
         mask = tf.cast(valid, tf.float32)[:, :, None]
         embedded = self.dropout(self._movies.embed(tf.maximum(items, 0)), training=training)
         embedded += self.position_embedding(tf.range(self._length))[None]
-        if "history_age" in self._time:
-            ages = history_indices(features, F.HISTORY_AGE, self._length)
-            embedded += self.age_embedding(tf.maximum(ages, 0))
+        if ages:
+            embedded += self.age_embedding(tf.maximum(ages[0], 0))
         embedded *= mask
         parts = [tf.reduce_sum(embedded, axis=1) / (tf.reduce_sum(mask, axis=1) + 1e-6)]
         if self.attention is not None:
