@@ -208,11 +208,11 @@ def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.d
     a hit at k when fewer than k non-excluded catalog movies score strictly
     higher than the rated movie (FactorizedTopK's definition).
     """
-    # A brute-force index (one matmul and top-k per batch) rather than a
-    # streamed candidate dataset: the same scores, without a tf.data pass over
-    # the catalog for every batch.
-    index = tfrs.layers.factorized_top_k.BruteForce(k=max(ks))
     if catalog_ids is None:
+        # A brute-force index (one matmul and top-k per batch) rather than a
+        # streamed candidate dataset: the same scores, without a tf.data pass
+        # over the catalog for every batch.
+        index = tfrs.layers.factorized_top_k.BruteForce(k=max(ks))
         index.index(candidates)
         metric = tfrs.metrics.FactorizedTopK(candidates=index, ks=tuple(ks))
 
