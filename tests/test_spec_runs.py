@@ -25,7 +25,7 @@ SERVING = ("serving", "movielens_retrieval")
 LOCAL_BEAM = ["--runner=apache_beam.runners.portability.fn_api_runner.FnApiRunner", "--direct_running_mode=in_memory",
               "--direct_num_workers=1", "--sdk_container_image=in-process"]
 # Small and quick; more than 100 movies (the model exports its top 100).
-SMALL_MODEL = {"epochs": 1, "batch_size": 256}
+SMALL_MODEL = {"epochs": 3, "batch_size": 256}
 
 
 def _env():
@@ -35,7 +35,8 @@ def _env():
 
 
 def _compile(tmp, target, *extra):
-    data = synthetic.generate(str(tmp / "data"), num_users=60, num_movies=120, num_ratings=2000, seed=1)
+    # 400 movies: top-100 of a catalog barely larger than 100 would bless a random model.
+    data = synthetic.generate(str(tmp / "data"), num_users=60, num_movies=400, num_ratings=3000, seed=1)
     path, root = tmp / f"{target}.json", str(tmp / "root")
     result = subprocess.run([CLI, "compile", "--target", target, "--image", IMAGE, "--data", data, "--root", root,
                              "--output", str(path), *extra], capture_output=True, text=True, env=_env())
@@ -64,9 +65,9 @@ def _versions(root):
 
 @pytest.fixture(scope="module")
 def kubeflow(tmp_path_factory):
-    # A floor of 0: one epoch on 2,000 synthetic ratings is not meant to beat EASE; the gate's
-    # comparison with the blessed model is what this run checks.
-    job, root = _compile(tmp_path_factory.mktemp("kubeflow"), "kubeflow", "--value-floor", "0")
+    # The tutorial's small model and a floor of 0: a few steps on synthetic ratings are not
+    # meant to beat EASE; the gate's comparison with the blessed model is what this run checks.
+    job, root = _compile(tmp_path_factory.mktemp("kubeflow"), "kubeflow", "--config", "tutorial", "--value-floor", "0")
     store = kfp_launcher.Store()
     first = _run(job, "kubeflow", _model_config(job, use_timestamps=False), store)
     versions_after_first = _versions(root)
@@ -130,9 +131,9 @@ def test_vertex_spec_runs_its_drivers_and_first_components(tmp_path):
                                 or a == "--executor_class_path"] + LOCAL_BEAM
     out = _run(job, "vertex", _model_config(job), kfp_launcher.Store(), stop_after="RatingsExampleGen")
     examples = out["RatingsExampleGen"]["examples"][0]["metadata"]
-    assert examples["num_examples_train"] + examples["num_examples_eval"] == 2000
+    assert examples["num_examples_train"] + examples["num_examples_eval"] == 3000
     assert json.loads(examples["split_names"]) == ["train", "eval"]
-    assert out["CatalogExampleGen"]["examples"][0]["metadata"]["num_examples_catalog"] == 120
+    assert out["CatalogExampleGen"]["examples"][0]["metadata"]["num_examples_catalog"] == 400
 
 
 def test_schema_2_0_spec_fails_under_the_kfp_2_launcher(tmp_path, monkeypatch):
