@@ -1,13 +1,19 @@
-"""DataGate: stops the pipeline when ExampleValidator found anomalies.
+"""DataGate and DriftGate: stop the pipeline when validation found a problem.
 
-ExampleValidator records anomalies but lets the run go on; this component
-reads its output and fails with a readable summary (one line per anomaly:
-split, feature, what is wrong) so that no model trains on data that broke the
+ExampleValidator records anomalies but lets the run go on; DataGate reads its
+output and fails with a readable summary (one line per anomaly: split,
+feature, what is wrong) so that no model trains on data that broke the
 schema. Transform runs only after the gate passes.
+
+DistributionValidator (continuous training) compares a span's statistics with
+the previous span's. `drift_findings` reads what it found, one line per
+feature over its threshold, for reports; DriftGate, in the pipeline only when
+configured (PipelineConfig.stop_on_drift), fails the run on any of them.
 """
 
 
-from typing import List
+import os
+from typing import Dict, List
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import types
@@ -55,3 +61,48 @@ def check_anomalies(anomalies_artifact: types.Artifact) -> None:
 def DataGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
     """Fails the run if `anomalies` lists any anomaly."""
     check_anomalies(anomalies)
+
+
+class DriftError(UserError):
+    """The newest span drifted from the previous one beyond the configured thresholds."""
+
+
+def _split_pair_anomalies(anomalies_artifact: types.Artifact) -> Dict[str, anomalies_pb2.Anomalies]:
+    """DistributionValidator's Anomalies by split pair ("eval_previous": eval compared with previous)."""
+    out = {}
+    for pair in artifact_utils.decode_split_names(anomalies_artifact.split_names):
+        anomalies = anomalies_pb2.Anomalies()
+        with fileio.open(os.path.join(anomalies_artifact.uri, f"SplitPair-{pair}", ANOMALIES_FILE), "rb") as f:
+            anomalies.ParseFromString(f.read())
+        out[pair] = anomalies
+    return out
+
+
+def drift_measurements(anomalies_artifact: types.Artifact) -> Dict[str, float]:
+    """Every measured distance, over the threshold or not: {"movie_id jensen_shannon_divergence": 0.41, ...}."""
+    out = {}
+    for anomalies in _split_pair_anomalies(anomalies_artifact).values():
+        for info in anomalies.drift_skew_info:
+            for m in info.drift_measurements:
+                kind = anomalies_pb2.DriftSkewInfo.SkewMeasurement.Type.Name(m.type).lower()
+                out[f"{'.'.join(info.path.step)} {kind}"] = round(float(m.value), 4)
+    return out
+
+
+def drift_findings(anomalies_artifact: types.Artifact) -> List[str]:
+    """One line per feature whose drift exceeds its threshold (empty: no drift, or no previous span)."""
+    lines = []
+    for pair, anomalies in sorted(_split_pair_anomalies(anomalies_artifact).items()):
+        for feature, info in sorted(anomalies.anomaly_info.items()):
+            reasons = "; ".join(r.description or r.short_description for r in info.reason)
+            lines.append(f"{pair}: {feature}: {reasons}")
+    return lines
+
+
+@component
+def DriftGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
+    """Fails the run if DistributionValidator found drift (`drift_findings`)."""
+    lines = drift_findings(anomalies)
+    if lines:
+        raise DriftError("the newest span drifted from the previous one (PipelineConfig.stop_on_drift):\n  "
+                         + "\n  ".join(lines))

@@ -3,7 +3,10 @@
 Two instances run in the pipeline, both reading the same files:
 
 * ``kind="ratings"``: one example per rating, in the splits ``train`` and
-  ``eval`` (``random``: seeded 80/20; ``temporal``: one global time cutoff);
+  ``eval`` (``random``: seeded 80/20; ``temporal``: one global time cutoff;
+  ``span``: a span layout (movielens.spans), where the run for span N trains
+  on the ``window_spans`` spans before N, evaluates on span N, and also writes
+  span N - 1 as the split ``previous``, the baseline of the drift check);
 * ``kind="catalog"``: one example per catalog movie, in the split ``catalog``
   (every movie of the movies file, rated or not).
 
@@ -23,6 +26,7 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format, struct_pb2
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen import write_split
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.util import examples_utils
@@ -32,22 +36,24 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.movielens import examples as ml_examples
-from components.movielens import files, reader
+from components.movielens import files, reader, spans
 from core.errors import check_choice
 
 KIND_RATINGS = "ratings"
 KIND_CATALOG = "catalog"
 QUARANTINE_FILE = "quarantine.tsv"
 ENCODE_CHUNK_ROWS = 200_000
-
+SPAN_SPLIT = spans.SPAN_SPLIT
+RATING_SPLITS = {SPAN_SPLIT: ("train", "eval", "previous")}  # default: ("train", "eval")
 
 
 def custom_config(kind: str, split_method: str, train_fraction: float, seed: int, max_bad_rows: int,
-                  max_history: int) -> example_gen_pb2.CustomConfig:
+                  max_history: int, window_spans: int) -> example_gen_pb2.CustomConfig:
     """The executor's parameters, in ExampleGen's own `custom_config` (a Struct packed in an Any)."""
     settings = struct_pb2.Struct()
     settings.update({"kind": kind, "split_method": split_method, "train_fraction": train_fraction,
-                     "seed": seed, "max_bad_rows": max_bad_rows, "max_history": max_history})
+                     "seed": seed, "max_bad_rows": max_bad_rows, "max_history": max_history,
+                     "window_spans": window_spans})
     config = example_gen_pb2.CustomConfig()
     config.custom_config.Pack(settings)
     return config
@@ -60,14 +66,16 @@ def read_settings(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     settings = struct_pb2.Struct()
     config.custom_config.Unpack(settings)
     out = json_format.MessageToDict(settings)
-    for name in ("seed", "max_bad_rows", "max_history"):  # Struct numbers are doubles
+    for name in ("seed", "max_bad_rows", "max_history", "window_spans"):  # Struct numbers are doubles
         out[name] = int(out[name])
     return out
 
 
-def input_location(data_path: str) -> Tuple[str, str]:
-    """(input_base, file pattern) for a MovieLens directory or .zip archive."""
+def input_location(data_path: str, split_method: str = "random") -> Tuple[str, str]:
+    """(input_base, file pattern) for a MovieLens directory or .zip archive, or a span layout."""
     data_path = files.absolute(data_path)
+    if split_method == SPAN_SPLIT:
+        return data_path.rstrip("/"), spans.SPAN_PATTERN
     if files.isdir(data_path) or not data_path.endswith(".zip"):
         return data_path.rstrip("/"), "*"
     return files.split(data_path)
@@ -77,51 +85,65 @@ def _data_path(input_base: str, pattern: str) -> str:
     return input_base if pattern == "*" else files.join(input_base, pattern)
 
 
+def load_and_split(input_base: str, pattern: str, settings: Dict[str, Any],
+                   span: int) -> Tuple[reader.MovieLensData, Dict[str, np.ndarray]]:
+    """The validated data this run reads, and the row indices (ascending) of each rating split.
+
+    A span layout reads every span up to `span` (the earlier ones are the
+    ratings' history); flat data is read whole. Both loads are cached (one
+    entry), so Beam's in-process workers share the executor's parse.
+    """
+    if settings["split_method"] == SPAN_SPLIT:
+        data, span_index = spans.load_cached(input_base, span, settings["max_bad_rows"])
+        if settings["kind"] == KIND_CATALOG:
+            return data, {}
+        return data, spans.window_splits(span_index, span, settings["window_spans"], input_base)
+    data = reader.load_cached(_data_path(input_base, pattern), settings["max_bad_rows"])
+    if settings["kind"] == KIND_CATALOG:
+        return data, {}
+    train, evaluation = reader.split_indices(data.ratings.timestamps, settings["split_method"],
+                                             settings["train_fraction"], settings["seed"])
+    return data, {"train": train, "eval": evaluation}
+
+
 class _EncodeRatings(beam.DoFn):
     """(split, first row) -> the serialized examples of that chunk of the split.
 
     Carries only where the data is and how to split it: each worker reads and
-    splits the files itself, once, in `setup` (reader.load_cached: in-process
-    workers share the executor's parse), instead of receiving every rating
-    inside the pickled pipeline (which took 8 s of compression per 1M ratings
-    locally and would not fit a Dataflow job). Encoding by chunk bounds memory
-    by a chunk, not a split (8.7 GB peak for 8M ratings in one go).
+    splits the files itself, once, in `setup` (`load_and_split` is cached:
+    in-process workers share the executor's parse), instead of receiving every
+    rating inside the pickled pipeline (which took 8 s of compression per 1M
+    ratings locally and would not fit a Dataflow job). Encoding by chunk bounds
+    memory by a chunk, not a split (8.7 GB peak for 8M ratings in one go).
     """
 
-    def __init__(self, path: str, max_bad_rows: int, split_method: str, train_fraction: float, seed: int,
-                 max_history: int):
-        self._path, self._max_bad_rows, self._max_history = path, max_bad_rows, max_history
-        self._split = (split_method, train_fraction, seed)
+    def __init__(self, input_base: str, pattern: str, settings: Dict[str, Any], span: int):
+        self._where = (input_base, pattern, settings, span)
         self._encoder: Optional[ml_examples.RatingEncoder] = None
         self._splits: Dict[str, np.ndarray] = {}
 
     def setup(self) -> None:
-        data = reader.load_cached(self._path, self._max_bad_rows)
-        self._splits = rating_splits(data, *self._split)
-        self._encoder = ml_examples.RatingEncoder(data, self._splits["eval"], self._max_history)
+        data, self._splits = load_and_split(*self._where)
+        self._encoder = ml_examples.RatingEncoder(data, self._splits["eval"], self._where[2]["max_history"])
 
     def process(self, chunk: Tuple[str, int]):
         split, start = chunk
         yield from self._encoder.encode(self._splits[split][start:start + ENCODE_CHUNK_ROWS])
 
 
-def rating_splits(data: reader.MovieLensData, split_method: str, train_fraction: float, seed: int) -> Dict[str, np.ndarray]:
-    """Row indices of each output split, ascending."""
-    train, evaluation = reader.split_indices(data.ratings.timestamps, split_method, train_fraction, seed)
-    return {"train": train, "eval": evaluation}
-
-
 def generate_examples(
-    pipeline: beam.Pipeline, data: reader.MovieLensData, settings: Dict[str, Any]
-) -> Tuple[Dict[str, beam.PCollection], Dict[str, int]]:
-    """The serialized examples of every output split, and each split's size (settings: see custom_config)."""
+    pipeline: beam.Pipeline, input_base: str, pattern: str, settings: Dict[str, Any], span: int = 0,
+) -> Tuple[reader.MovieLensData, Dict[str, beam.PCollection], Dict[str, int]]:
+    """The data read, the serialized examples of every output split, and each split's size.
+
+    settings: see custom_config; span: the span TFX's driver resolved (span layouts only).
+    """
+    data, splits = load_and_split(input_base, pattern, settings, span)
     if settings["kind"] == KIND_CATALOG:
         catalog = ml_examples.catalog_examples(data.movies)
-        return {"catalog": pipeline | "Catalog" >> beam.Create(catalog, reshuffle=False)}, {"catalog": len(catalog)}
+        return data, {"catalog": pipeline | "Catalog" >> beam.Create(catalog, reshuffle=False)}, {"catalog": len(catalog)}
 
-    split = (settings["split_method"], settings["train_fraction"], settings["seed"])
-    splits = rating_splits(data, *split)
-    encode = _EncodeRatings(data.source, settings["max_bad_rows"], *split, settings["max_history"])
+    encode = _EncodeRatings(input_base, pattern, settings, span)
     result = {}
     for name, rows in splits.items():
         chunks = [(name, start) for start in range(0, len(rows), ENCODE_CHUNK_ROWS)]
@@ -130,7 +152,7 @@ def generate_examples(
             | f"Chunks[{name}]" >> beam.Create(chunks, reshuffle=False)
             | f"ToExamples[{name}]" >> beam.ParDo(encode)
         )
-    return result, {name: len(rows) for name, rows in splits.items()}
+    return data, result, {name: len(rows) for name, rows in splits.items()}
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -146,15 +168,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         self._log_startup(input_dict, output_dict, exec_properties)
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
-        path = _data_path(exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits[0].pattern)
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         settings = read_settings(exec_properties)
-        data = reader.load_cached(path, settings["max_bad_rows"])
+        span = int(exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME) or 0)
 
         outputs = output_dict[standard_component_specs.EXAMPLES_KEY]
         artifact = artifact_utils.get_single_instance(outputs)
         artifact.split_names = artifact_utils.encode_split_names([split.name for split in input_config.splits])
         with self._make_beam_pipeline() as pipeline:
-            splits, sizes = generate_examples(pipeline, data, settings)
+            data, splits, sizes = generate_examples(pipeline, input_base, input_config.splits[0].pattern, settings, span)
             for split, examples in splits.items():
                 _ = examples | f"WriteSplit[{split}]" >> beam.io.WriteToTFRecord(
                     files.join(artifact_utils.get_split_uri(outputs, split), write_split.DEFAULT_FILE_NAME),
@@ -174,12 +196,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
 
 class MovieLensExampleGen(FileBasedExampleGen):
-    """ExampleGen for a MovieLens directory or .zip (ml-100k, ml-1m or CSV layout).
+    """ExampleGen for a MovieLens directory or .zip (ml-100k, ml-1m or CSV layout), or a span layout.
 
     A FileBasedExampleGen: TFX's FileBasedDriver resolves the span, version
     and input fingerprint from `input_base` and the input config (so caching
     and change detection are TFX's own, locally and in the compiled Vertex /
-    Kubeflow spec); our executor reads, splits and writes.
+    Kubeflow spec); our executor reads, splits and writes. With
+    split_method="span", `range_config` picks the span (a RangeConfig, or a
+    RuntimeParameter holding one as JSON in a compiled spec); without it the
+    driver takes the latest span present.
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
@@ -193,11 +218,13 @@ class MovieLensExampleGen(FileBasedExampleGen):
         seed: int = 42,
         max_bad_rows: int = 0,
         max_history: int = 50,
+        window_spans: int = 4,
+        range_config=None,
     ):
         check_choice("kind", kind, (KIND_RATINGS, KIND_CATALOG))
-        reader.check_split(split_method, train_fraction)
-        input_base, pattern = input_location(data_path)
-        names = ["catalog"] if kind == KIND_CATALOG else ["train", "eval"]
+        spans.check_split(split_method, train_fraction, window_spans)
+        input_base, pattern = input_location(data_path, split_method)
+        names = ["catalog"] if kind == KIND_CATALOG else list(RATING_SPLITS.get(split_method, ("train", "eval")))
         super().__init__(
             input_base=input_base,
             # Every output split reads the same files; the executor splits them.
@@ -205,5 +232,7 @@ class MovieLensExampleGen(FileBasedExampleGen):
                 splits=[example_gen_pb2.Input.Split(name=n, pattern=pattern) for n in names]
             ),
             output_config=example_gen_pb2.Output(),
-            custom_config=custom_config(kind, split_method, train_fraction, seed, max_bad_rows, max_history),
+            custom_config=custom_config(kind, split_method, train_fraction, seed, max_bad_rows, max_history,
+                                        window_spans),
+            range_config=range_config,
         )

@@ -14,7 +14,7 @@ import os
 import urllib.parse
 from typing import Dict, Optional, Tuple
 
-from components.movielens import files, reader
+from components.movielens import files, spans
 from core.errors import ConfigError, check_choice
 from trainer.config import NAMED_CONFIGS, VARIANTS, ModelConfig  # noqa: F401  (VARIANTS: the job's models)
 from transform.config import TransformConfig
@@ -120,13 +120,25 @@ class PipelineConfig:
     pipeline_name: str = "movielens-tfx"
     model_name: str = "movielens_retrieval"
     # Ingestion.
-    split: str = "random"  # one of reader.SPLIT_METHODS
+    split: str = "random"  # one of spans.SPLIT_METHODS
     train_fraction: float = 0.8
     split_seed: int = 42
     max_bad_rows: int = 0
     # Each rating example carries the user's most recent movies rated strictly
     # before it, up to this many (components.movielens.history).
     history_length: int = 50
+    # Continuous training, split "span": data_path is a span layout
+    # (components.movielens.spans). The run for span N trains on the
+    # window_spans spans before N and is evaluated and gated on span N, the
+    # first data its model would serve. span None: the latest span present
+    # (TFX's FileBasedDriver picks it); a compiled spec takes it at submission.
+    window_spans: int = 4
+    span: Optional[int] = None
+    # Drift: DistributionValidator compares span N with span N - 1 (features
+    # and thresholds: pipeline.evaluation.drift_config); stop_on_drift fails
+    # the run before Transform when it finds drift, else drift is reported.
+    drift_threshold: float = 0.25
+    stop_on_drift: bool = False
     # Transform and Trainer.
     transform: TransformConfig = TransformConfig()
     model: ModelConfig = NAMED_CONFIGS["tutorial"]
@@ -149,6 +161,9 @@ class PipelineConfig:
     # Compile the model config (the Trainer's custom_config) as the pipeline
     # RuntimeParameter `model_config`, so one compiled spec serves both variants.
     model_config_as_runtime_parameter: bool = False
+    # Compile the span (split "span") as the RuntimeParameter `range_config`,
+    # so one compiled spec runs any span (submit --span N).
+    span_as_runtime_parameter: bool = False
     # ML Metadata of local runs: None, SQLite at metadata_path (embedded); or a
     # shared MySQL / MariaDB store, mysql://user[:password]@host[:port]/database
     # (the password better in $MOVIELENS_TFX_METADATA_PASSWORD). Not in the
@@ -156,7 +171,11 @@ class PipelineConfig:
     metadata_uri: Optional[str] = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
-        reader.check_split(self.split, self.train_fraction)
+        spans.check_split(self.split, self.train_fraction, self.window_spans)
+        if self.span is not None and (self.split != spans.SPAN_SPLIT or self.span < 0):
+            raise ConfigError(f"span: {self.span} needs split 'span' and a span number >= 0")
+        if not 0.0 < self.drift_threshold <= 1.0:
+            raise ConfigError(f"drift_threshold: {self.drift_threshold} is not in (0, 1]")
         if self.max_bad_rows < 0:
             raise ConfigError(f"max_bad_rows: {self.max_bad_rows} is negative")
         if self.beam_workers < 1:

@@ -15,6 +15,8 @@ way as a local run.
 from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
+from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
+from tfx.proto import distribution_validator_pb2
 
 from pipeline.config import PipelineConfig
 from trainer import tfma_metric
@@ -53,3 +55,19 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         slicing_specs=[tfma.SlicingSpec(), *(tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_FEATURES)],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )
+
+
+# What DistributionValidator compares between span N and span N - 1: which
+# movies are rated and how (Jensen-Shannon divergence of their distributions).
+DRIFT_FEATURES = ("movie_id", "user_rating")
+
+
+def drift_config(config: PipelineConfig) -> distribution_validator_pb2.DistributionValidatorConfig:
+    """Drift beyond config.drift_threshold on any DRIFT_FEATURES is a finding."""
+    out = distribution_validator_pb2.DistributionValidatorConfig()
+    for name in DRIFT_FEATURES:
+        feature = out.default_slice_config.feature.add()
+        feature.path.CopyFrom(path_pb2.Path(step=[name]))
+        feature.distribution_comparator.CopyFrom(schema_pb2.FeatureComparator(
+            jensen_shannon_divergence=schema_pb2.JensenShannonDivergence(threshold=config.drift_threshold)))
+    return out

@@ -6,6 +6,11 @@ Trainer (raw ratings through the transform graph, + catalog) ->
 Evaluator (against the latest blessed model and the Baselines' floor) -> Pusher.
 Baselines scores the baselines on RatingsExampleGen's eval split.
 
+With split "span" (continuous training) ExampleGen reads the span TFX's
+driver resolves (RangeConfig) and writes train (the window before it), eval
+(the span) and previous (the span before it); DistributionValidator compares
+eval with previous (drift), and DriftGate stops the run on drift if configured.
+
 Model code is named by module string (PREPROCESSING_FN, RUN_FN): the pipeline
 never imports it to run it.
 """
@@ -13,15 +18,17 @@ never imports it to run it.
 from __future__ import annotations
 
 import json
-from typing import List
+from typing import List, Optional
 
+from google.protobuf import json_format
 from tfx import v1 as tfx
+from tfx.components.distribution_validator.component import DistributionValidator
 
 from components.atomic_pusher import AtomicPusher
 from components.baselines import Baselines
-from components.data_gate import DataGate
+from components.data_gate import DataGate, DriftGate
 from components.evaluator import BaselineGatedEvaluator
-from components.example_gen import KIND_CATALOG, KIND_RATINGS, MovieLensExampleGen
+from components.example_gen import KIND_CATALOG, KIND_RATINGS, SPAN_SPLIT, MovieLensExampleGen
 from components.movielens import files
 from components.retrieval_trainer import RetrievalTrainer, VertexRetrievalTrainer
 from pipeline import evaluation
@@ -31,9 +38,30 @@ PREPROCESSING_FN = "transform.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
 # The compiled pipeline's RuntimeParameter holding the Trainer's custom_config (JSON).
 MODEL_CONFIG_PARAMETER = "model_config"
+# The compiled span-aware pipeline's RuntimeParameter: ExampleGen's RangeConfig (JSON).
+RANGE_CONFIG_PARAMETER = "range_config"
+
+
+def span_range_config(span: Optional[int]):
+    """ExampleGen's RangeConfig for one span (None: let the driver take the latest)."""
+    if span is None:
+        return None
+    return tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(start_span_number=span, end_span_number=span))
+
+
+def _range_config(config: PipelineConfig):
+    if config.split != SPAN_SPLIT:
+        return None
+    if config.span_as_runtime_parameter:
+        # A compiled spec takes the span when it is submitted (submit --span N):
+        # the RangeConfig as JSON; the default (empty) takes the latest span.
+        default = json_format.MessageToJson(span_range_config(config.span)) if config.span is not None else "{}"
+        return tfx.dsl.experimental.RuntimeParameter(name=RANGE_CONFIG_PARAMETER, ptype=str, default=default)
+    return span_range_config(config.span)
 
 
 def create_components(config: PipelineConfig) -> List:
+    range_config = _range_config(config)
     ratings_gen = MovieLensExampleGen(
         data_path=config.data_path,
         kind=KIND_RATINGS,
@@ -42,11 +70,15 @@ def create_components(config: PipelineConfig) -> List:
         seed=config.split_seed,
         max_bad_rows=config.max_bad_rows,
         max_history=config.history_length,
+        window_spans=config.window_spans,
+        range_config=range_config,
     ).with_id("RatingsExampleGen")
     catalog_gen = MovieLensExampleGen(
         data_path=config.data_path,
         kind=KIND_CATALOG,
+        split_method=config.split,
         max_bad_rows=config.max_bad_rows,
+        range_config=range_config,
     ).with_id("CatalogExampleGen")
 
     statistics_gen = tfx.components.StatisticsGen(examples=ratings_gen.outputs["examples"])
@@ -57,6 +89,21 @@ def create_components(config: PipelineConfig) -> List:
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+    gates = [data_gate]
+    drift = []
+    if config.split == SPAN_SPLIT:
+        # The newest span (eval) against the one before it (previous), both in
+        # this run's statistics: no resolver, so it compiles for Vertex too.
+        distribution_validator = DistributionValidator(
+            statistics=statistics_gen.outputs["statistics"],
+            baseline_statistics=statistics_gen.outputs["statistics"],
+            config=evaluation.drift_config(config),
+            include_split_pairs=[("eval", "previous")],
+        )
+        drift.append(distribution_validator)
+        if config.stop_on_drift:
+            gates.append(DriftGate(anomalies=distribution_validator.outputs["anomalies"]))
+            drift.append(gates[-1])
 
     transform = tfx.components.Transform(
         examples=ratings_gen.outputs["examples"],
@@ -71,7 +118,8 @@ def create_components(config: PipelineConfig) -> List:
         # so Transform only analyzes: no transformed copy of the ratings.
         materialize=False,
     )
-    transform.add_upstream_node(data_gate)
+    for gate in gates:
+        transform.add_upstream_node(gate)
 
     baselines = Baselines(
         examples=ratings_gen.outputs["examples"], catalog=catalog_gen.outputs["examples"],
@@ -115,7 +163,7 @@ def create_components(config: PipelineConfig) -> List:
         ),
     ).with_id("Pusher")
     return [
-        ratings_gen, catalog_gen, statistics_gen, schema_gen, example_validator, data_gate,
+        ratings_gen, catalog_gen, statistics_gen, schema_gen, example_validator, data_gate, *drift,
         transform, baselines, trainer, model_resolver, evaluator, pusher,
     ]
 

@@ -51,7 +51,8 @@ def test_example_gen_encodes_a_split_in_chunks_and_loses_no_row(tmp_path, monkey
         return [(r.user_ids[i], r.movie_ids[i], int(r.timestamps[i])) for i in rows]
 
     with beam.Pipeline() as pipeline:
-        splits, sizes = example_gen.generate_examples(pipeline, expected, example_gen.read_settings(exec_properties))
+        _, splits, sizes = example_gen.generate_examples(pipeline, exec_properties["input_base"], "*",
+                                                         example_gen.read_settings(exec_properties))
         assert sizes == {"train": len(train), "eval": len(evaluation)}
         assert_that(splits["train"] | "KeysTrain" >> beam.Map(keys), equal_to(wanted(train)), label="train")
         assert_that(splits["eval"] | "KeysEval" >> beam.Map(keys), equal_to(wanted(evaluation)), label="eval")

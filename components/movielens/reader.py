@@ -156,6 +156,17 @@ class _Source:
         return files.open_binary(files.join(self.path, member))
 
 
+def layout_file_bytes(path: str) -> Tuple[str, Dict[str, bytes]]:
+    """(layout, {file name: raw bytes}) of the catalog files (movies, users) of a MovieLens directory or zip."""
+    source = _Source(path)
+    out = {}
+    for kind, name in LAYOUT_FILES[source.layout].items():
+        if kind != "ratings" and source.has(name):
+            with source.open(name) as f:
+                out[name] = f.read()
+    return source.layout, out
+
+
 def _checked_member(archive: str, info: zipfile.ZipInfo) -> str:
     name = info.filename
     parts = name.replace("\\", "/").split("/")

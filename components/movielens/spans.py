@@ -1,0 +1,258 @@
+"""Spans: MovieLens ratings cut into time windows, laid out as ``span-{SPAN}/`` directories.
+
+Continuous training (README, "Continuous training") reads a data directory
+where each span is one MovieLens directory::
+
+    DATA/span-0/u.data  u.item  u.user     the ratings of span 0, the catalog as known then
+    DATA/span-1/...
+    DATA/spans.json                        how the spans were cut (optional: see `write`)
+
+That is how new data lands in production (one directory per day or week), and
+TFX's FileBasedDriver resolves it: the input pattern ``span-{SPAN}/*`` gives
+each run its span number, version and fingerprint. `write` makes that layout
+from a flat MovieLens download: a rating's span is
+
+    span = (timestamp - origin) // (span_days * 86400)
+
+with `origin` the UTC midnight before the first rating, so the same data always
+gives the same spans. The catalog files (movies, users) are copied into every
+span directory unchanged.
+
+`load` reads spans first..last back as one `reader.MovieLensData` plus each
+rating's span, refusing (with the span and file named) a missing span, a span
+without ratings, or spans out of order (a rating earlier than the previous
+span's latest one). Each span directory is validated by `reader.load`, so a
+corrupted file names its line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from components.movielens import files, reader
+from components.movielens.reader import DataError, MovieLensData, Ratings
+from core.errors import ConfigError, check_choice
+
+SPAN_SPLIT = "span"  # the split method of a span layout (the others: reader.SPLIT_METHODS)
+SPLIT_METHODS = reader.SPLIT_METHODS + (SPAN_SPLIT,)
+SPAN_DIR = "span-{}"
+# TFX's FileBasedDriver pattern of one span's files (ExampleGen's input_config).
+SPAN_PATTERN = "span-{SPAN}/*"
+MANIFEST = "spans.json"
+DAY_SECONDS = 86_400
+_SPAN_NAME = re.compile(r"^span-(\d+)$")
+# How each layout writes one rating (the inverse of reader's parsers).
+_RATING_LINE = {
+    "ml-100k": "{u}\t{m}\t{r}\t{t}\n",
+    "ml-1m": "{u}::{m}::{r}::{t}\n",
+    "csv": "{u},{m},{r},{t}\n",
+}
+_CSV_HEADER = "userId,movieId,rating,timestamp\n"
+
+
+def check_split(split_method: str, train_fraction: float, window_spans: int) -> None:
+    """Raises ConfigError unless the arguments describe a split of the ratings."""
+    check_choice("split", split_method, SPLIT_METHODS)
+    if split_method == SPAN_SPLIT:
+        if window_spans < 1:
+            raise ConfigError(f"window_spans: {window_spans} is less than 1")
+    else:
+        reader.check_split(split_method, train_fraction)
+
+
+def span_dir(root: str, span: int) -> str:
+    return files.join(root, SPAN_DIR.format(span))
+
+
+def is_span_layout(root: str) -> bool:
+    """True when `root` is a directory holding at least one span-N/ directory."""
+    return files.isdir(root) and bool(available(root))
+
+
+def available(root: str) -> List[int]:
+    """The span numbers present under `root`, ascending."""
+    if files.is_remote(root):
+        import tensorflow as tf
+
+        names = [n.rstrip("/") for n in tf.io.gfile.listdir(root)]
+    else:
+        names = os.listdir(root)
+    spans = [int(m.group(1)) for m in map(_SPAN_NAME.match, names) if m]
+    return sorted(s for s in spans if files.isdir(span_dir(root, s)))
+
+
+def origin_of(timestamps: np.ndarray) -> int:
+    """The UTC midnight at or before the first rating: span 0 starts there."""
+    return int(timestamps.min()) // DAY_SECONDS * DAY_SECONDS
+
+
+def span_of(timestamps: np.ndarray, origin: int, span_days: int) -> np.ndarray:
+    """int64 [n]: the span of each timestamp (seconds), windows of span_days days from origin."""
+    return (np.asarray(timestamps, np.int64) - origin) // (span_days * DAY_SECONDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """How `write` cut the spans: what reports use to date a span."""
+
+    origin: int
+    span_days: int
+    counts: Dict[int, int]  # span -> ratings
+    layout: str
+    source: str
+
+    def start(self, span: int) -> datetime.date:
+        return datetime.datetime.fromtimestamp(self.origin + span * self.span_days * DAY_SECONDS,
+                                               datetime.timezone.utc).date()
+
+    def to_json(self) -> Dict:
+        return {"format": 1, "origin": self.origin, "span_days": self.span_days, "layout": self.layout,
+                "source": self.source, "counts": {str(k): v for k, v in sorted(self.counts.items())}}
+
+    @classmethod
+    def read(cls, root: str) -> Optional["Manifest"]:
+        path = files.join(root, MANIFEST)
+        if not files.exists(path):
+            return None
+        with files.open_binary(path) as f:
+            raw = json.loads(f.read().decode("utf-8"))
+        return cls(origin=int(raw["origin"]), span_days=int(raw["span_days"]), layout=raw["layout"],
+                   source=raw["source"], counts={int(k): int(v) for k, v in raw["counts"].items()})
+
+
+def write(data_path: str, output_root: str, span_days: int = 7, max_bad_rows: int = 0) -> Manifest:
+    """Cuts a flat MovieLens dataset into span-N/ directories under output_root (see module docstring).
+
+    Every span from the first to the last rating's gets a directory; a window
+    without any rating is refused (a span must have ratings), with the dates named.
+    Rewriting the same data gives the same files.
+    """
+    if span_days < 1:
+        raise DataError(f"--span-days must be at least 1, got {span_days}")
+    data = reader.load(data_path, max_bad_rows=max_bad_rows)
+    ratings = data.ratings
+    origin = origin_of(ratings.timestamps)
+    spans = span_of(ratings.timestamps, origin, span_days)
+    counts = np.bincount(spans)
+    manifest = Manifest(origin=origin, span_days=span_days, layout=data.layout, source=files.absolute(data_path),
+                        counts={s: int(c) for s, c in enumerate(counts)})
+    empty = [s for s, c in enumerate(counts) if c == 0]
+    if empty:
+        raise DataError(f"{data_path}: no ratings between {manifest.start(empty[0])} and "
+                        f"{manifest.start(empty[0] + 1)} (span {empty[0]} of {span_days} days): choose a longer --span-days")
+    _, catalog_bytes = reader.layout_file_bytes(data_path)
+    line = _RATING_LINE[data.layout]
+    order = np.argsort(ratings.timestamps, kind="stable")
+    for span in range(len(counts)):
+        directory = span_dir(output_root, span)
+        os.makedirs(directory, exist_ok=True)
+        for name, content in catalog_bytes.items():
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(content)
+        rows = order[spans[order] == span]
+        text = "".join(line.format(u=ratings.user_ids[i], m=ratings.movie_ids[i], r=format(float(ratings.ratings[i]), "g"),
+                                   t=int(ratings.timestamps[i])) for i in rows)
+        with open(os.path.join(directory, reader.LAYOUT_FILES[data.layout]["ratings"]), "w", encoding="utf-8") as f:
+            f.write((_CSV_HEADER if data.layout == "csv" else "") + text)
+    with open(os.path.join(output_root, MANIFEST), "w") as f:
+        json.dump(manifest.to_json(), f, indent=1)
+    return manifest
+
+
+def _check_contiguous(root: str, spans: Sequence[int], first: int, last: int) -> None:
+    present = set(spans)
+    missing = [s for s in range(first, last + 1) if s not in present]
+    if missing:
+        raise DataError(f"{span_dir(root, missing[0])}: span {missing[0]} is missing "
+                        f"(spans {first}..{last} are needed; found {_ranges(spans)})")
+
+
+def _ranges(spans: Sequence[int]) -> str:
+    if not spans:
+        return "none"
+    out, start = [], spans[0]
+    for a, b in zip(spans, list(spans[1:]) + [None], strict=True):
+        if b != a + 1:
+            out.append(f"{start}" if start == a else f"{start}..{a}")
+            start = b
+    return ", ".join(out)
+
+
+def load(root: str, last: int, max_bad_rows: int = 0) -> Tuple[MovieLensData, np.ndarray]:
+    """Every span from the first present up to `last`, as one dataset, and each rating's span (int64 [n]).
+
+    Ratings are in span order, each span in file order. The catalog (movies,
+    users) is the union, later spans winning. Raises DataError naming the span
+    and file for a missing span, one without ratings, a corrupted file (its
+    line), or spans out of order.
+    """
+    spans = [s for s in available(root) if s <= last]
+    if last not in spans:
+        raise DataError(f"{span_dir(root, last)}: span {last} is missing (spans present: {_ranges(available(root))})")
+    _check_contiguous(root, spans, spans[0], last)
+    parts: List[MovieLensData] = []
+    for span in spans:
+        part = reader.load(span_dir(root, span), max_bad_rows=max_bad_rows)
+        if parts and part.layout != parts[0].layout:
+            raise DataError(f"{span_dir(root, span)}: layout {part.layout} differs from span {spans[0]}'s ({parts[0].layout})")
+        if parts and part.ratings.timestamps.min() < parts[-1].ratings.timestamps.max():
+            i = int(part.ratings.timestamps.argmin())
+            raise DataError(
+                f"{span_dir(root, span)}: spans out of order: user {part.ratings.user_ids[i]}'s rating of movie "
+                f"{part.ratings.movie_ids[i]} at {_when(part.ratings.timestamps[i])} is earlier than the latest "
+                f"rating of span {span - 1} ({_when(parts[-1].ratings.timestamps.max())})"
+            )
+        parts.append(part)
+    movies, users = {}, ({} if parts[0].users is not None else None)
+    for part in parts:
+        movies.update(part.movies)
+        if users is not None:
+            users.update(part.users)
+    ratings = Ratings(
+        user_ids=[u for p in parts for u in p.ratings.user_ids],
+        movie_ids=[m for p in parts for m in p.ratings.movie_ids],
+        ratings=np.concatenate([p.ratings.ratings for p in parts]),
+        timestamps=np.concatenate([p.ratings.timestamps for p in parts]),
+    )
+    span_index = np.repeat(np.asarray(spans, np.int64), [len(p.ratings) for p in parts])
+    data = MovieLensData(layout=parts[0].layout, source=root, movies=movies, users=users, ratings=ratings,
+                         bad_rows=[b for p in parts for b in p.bad_rows])
+    return data, span_index
+
+
+def _when(timestamp) -> str:
+    return datetime.datetime.fromtimestamp(int(timestamp), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_cache: Dict[Tuple, Tuple[MovieLensData, np.ndarray]] = {}
+
+
+def load_cached(root: str, last: int, max_bad_rows: int = 0) -> Tuple[MovieLensData, np.ndarray]:
+    """`load`, remembered (one result) while the span directories keep their files' sizes and times."""
+    key = (root, last, max_bad_rows, tuple(files.identity(span_dir(root, s)) for s in available(root) if s <= last))
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = load(root, last, max_bad_rows)
+    return _cache[key]
+
+
+def window_splits(span_index: np.ndarray, span: int, window_spans: int, root: str = "") -> Dict[str, np.ndarray]:
+    """Row indices (ascending) of the run for `span`: train = the window_spans spans before it,
+    eval = the span itself (the first data the model would serve), previous = span - 1 (drift baseline)."""
+    first = int(span_index.min())
+    if span <= first:
+        raise DataError(f"{span_dir(root, span)}: span {span} is the first span: there is nothing before it to "
+                        f"train on (the first trainable span is {first + 1})")
+    start = max(first, span - window_spans)
+    return {
+        "train": np.flatnonzero((span_index >= start) & (span_index < span)),
+        "eval": np.flatnonzero(span_index == span),
+        "previous": np.flatnonzero(span_index == span - 1),
+    }
