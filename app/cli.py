@@ -2,9 +2,10 @@
 
   movielens-tfx run [--data PATH] [--output DIR] [--config tutorial|default]
                     [--split random|temporal] ...
+  movielens-tfx replay --data PATH --output DIR [--span-days 7] [--window-spans N] [--from-span K]
   movielens-tfx recommend --user 42 [--timestamp T] [--history 50,172,...] [-k 10] [--json] [--output DIR]
   movielens-tfx compile --target vertex|kubeflow --image IMAGE --data URI --root URI [--project P]
-  movielens-tfx submit --spec pipeline.json --project P [--variant both] [--dry-run]
+  movielens-tfx submit --spec pipeline.json --project P [--variant both] [--span N] [--dry-run]
 
 Every command is quiet: TensorFlow, absl, Beam and TFX logs and third-party
 warnings go to a log file (run: <output>/run.log); --verbose shows them too.
@@ -23,7 +24,7 @@ import time
 from typing import List, Optional
 
 from app.logs import log_file, quiet_logs
-from components.movielens.reader import SPLIT_METHODS
+from components.movielens.spans import SPAN_SPLIT, SPLIT_METHODS
 from core.errors import ConfigError, UserError
 from pipeline.config import METADATA_PASSWORD_ENV, VARIANTS, CloudConfig, PipelineConfig, named_config
 from trainer.config import NAMED_CONFIGS
@@ -120,6 +121,47 @@ def cmd_run(args) -> int:
     return 0
 
 
+def drift_thresholds(pairs: Optional[List[str]]) -> tuple:
+    """--drift-threshold FEATURE=VALUE pairs, on top of the defaults."""
+    out = dict(_default("drift_thresholds"))
+    for pair in pairs or []:
+        feature, sep, value = pair.partition("=")
+        try:
+            out[feature] = float(value) if sep and feature else None
+        except ValueError:
+            out[feature] = None
+        if out[feature] is None:
+            raise ConfigError(f"--drift-threshold expects FEATURE=NUMBER, got {pair!r}")
+    return tuple(sorted(out.items()))
+
+
+def cmd_replay(args) -> int:
+    started = time.time()
+
+    def progress(line: str) -> None:
+        print(f"[{time.time() - started:7.1f}s] {line}", flush=True)
+
+    overrides = model_overrides(args.set or [])
+    # Validated before anything runs; data_path is set once the spans exist.
+    config = named_config(
+        args.config, data_path=args.data, output_dir=args.output, split="span", window_spans=args.window_spans,
+        value_floor=args.value_floor, min_improvement=args.min_improvement, drift_thresholds=drift_thresholds(args.drift_threshold),
+        stop_on_drift=args.stop_on_drift, max_bad_rows=args.max_bad_rows,
+    ).with_model(use_timestamps=VARIANTS[args.variant], warm_start=not args.cold_start, **overrides)
+    log_path = log_file(args.output, "replay")
+    print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
+    with quiet_logs(log_path, args.verbose):
+        from app import replay, timeline
+
+        root = replay.prepare_data(args.data, args.output, args.span_days, args.max_bad_rows)
+        entries = replay.replay(config.replace(data_path=root), args.from_span, args.to_span, progress=progress)
+    print()
+    print("\n".join(timeline.summary_lines(timeline.summary(entries))))
+    print(f"\ntimeline: {os.path.join(args.output, timeline.MARKDOWN_FILE)}, {os.path.join(args.output, timeline.JSON_FILE)}, "
+          f"{os.path.join(args.output, timeline.PLOT_FILE)}")
+    return 0
+
+
 def latest_pushed_model(serving_dir: str) -> str:
     """The newest version directory under a TF Serving model directory."""
     versions = [v for v in os.listdir(serving_dir) if v.isdigit()] if os.path.isdir(serving_dir) else []
@@ -194,7 +236,10 @@ def cmd_compile(args) -> int:
         from pipeline.kubeflow_runner import compile_pipeline
 
         config = named_config(args.config, data_path=args.data, output_dir=args.root, split=args.split, cloud=cloud,
-                              value_floor=args.value_floor, min_improvement=args.min_improvement)
+                              value_floor=args.value_floor, min_improvement=args.min_improvement,
+                              window_spans=args.window_spans)
+        if config.split == SPAN_SPLIT:  # continuous training: each run starts from the deployed model
+            config = config.with_model(warm_start=True)
         compile_pipeline(config, image=args.image, output=args.output)
     print(f"wrote {args.output} ({args.target}; image {args.image}; root {args.root})")
     return 0
@@ -211,7 +256,8 @@ def _submit(args) -> int:
     names = list(VARIANTS) if args.variant == "both" else [args.variant]
     for name in names:
         try:
-            arguments = kubeflow_runner.job_arguments(args.spec, name, args.project, args.region, args.service_account)
+            arguments = kubeflow_runner.job_arguments(args.spec, name, args.project, args.region, args.service_account,
+                                                      span=args.span)
         except (ValueError, KeyError, OSError) as e:
             raise UserError(f"submit: {e}") from None
         if args.dry_run:
@@ -255,6 +301,29 @@ def parser() -> argparse.ArgumentParser:
                      f"(password better in ${METADATA_PASSWORD_ENV}); default: SQLite in --output")
     run.set_defaults(func=cmd_run)
 
+    rep = sub.add_parser("replay", parents=[common],
+                         help="continuous training: run the pipeline span by span (weekly), warm-started, gated on the next span")
+    rep.add_argument("--data", required=True, help="a MovieLens directory or .zip (cut into spans under --output/spans), "
+                     "or a span layout (span-0/, span-1/, ...)")
+    rep.add_argument("--output", default=_default("output_dir"), help="pipeline root, metadata, serving dir, timeline, log")
+    rep.add_argument("--span-days", type=int, default=7, help="days per span when cutting flat data")
+    rep.add_argument("--window-spans", type=int, default=_default("window_spans"), help="spans each run trains on")
+    rep.add_argument("--from-span", type=int, default=None, help="first span to gate on (default: the second span)")
+    rep.add_argument("--to-span", type=int, default=None, help="last span (default: the last present)")
+    rep.add_argument("--config", default="default", choices=sorted(NAMED_CONFIGS))
+    rep.add_argument("--variant", default="timestamp", choices=tuple(VARIANTS), help="the model deployed")
+    rep.add_argument("--cold-start", action="store_true", help="train every span from scratch (no warm start)")
+    rep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model hyperparameter")
+    rep.add_argument("--value-floor", type=float, default=_default("value_floor"),
+                     help="minimum top-100 accuracy on the span to bless (default: the best baseline's)")
+    rep.add_argument("--min-improvement", type=float, default=_default("min_improvement"))
+    rep.add_argument("--drift-threshold", action="append", metavar="FEATURE=VALUE",
+                     help="Jensen-Shannon divergence of FEATURE between a span and the previous one that is drift "
+                     f"(default: {', '.join(f'{k}={v}' for k, v in _default('drift_thresholds'))}); repeat per feature")
+    rep.add_argument("--stop-on-drift", action="store_true", help="fail a span's run on drift instead of reporting it")
+    rep.add_argument("--max-bad-rows", type=int, default=_default("max_bad_rows"))
+    rep.set_defaults(func=cmd_replay)
+
     rec = sub.add_parser("recommend", parents=[common], help="top-k movies for a user from the latest pushed model")
     rec.add_argument("--user", required=True)
     rec.add_argument("--timestamp", type=int, default=None, help="seconds since the epoch (default: now)")
@@ -275,6 +344,8 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("--config", default="default", choices=sorted(NAMED_CONFIGS))
     comp.add_argument("--split", default=None, choices=SPLIT_METHODS,
                       help="default: the config's (tutorial: random; default: temporal)")
+    comp.add_argument("--window-spans", type=int, default=_default("window_spans"),
+                      help="--split span: the spans each run trains on (the span itself is a parameter: submit --span)")
     comp.add_argument("--value-floor", type=float, default=_default("value_floor"),
                       help="minimum eval top-100 accuracy to bless (default: the best baseline's, at run time)")
     comp.add_argument("--min-improvement", type=float, default=_default("min_improvement"),
@@ -291,6 +362,8 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--region", default=_default("region", CloudConfig))
     submit.add_argument("--variant", default="both", choices=(*VARIANTS, "both"))
     submit.add_argument("--service-account", default="")
+    submit.add_argument("--span", type=int, default=None,
+                        help="a span-aware spec (compile --split span): the span to ingest and gate on (default: the latest)")
     submit.add_argument("--dry-run", action="store_true", help="print the PipelineJob arguments, submit nothing")
     submit.set_defaults(func=cmd_submit)
     return p

@@ -186,7 +186,7 @@ def user_history(config: PipelineConfig, user_id: str, before: int) -> List[tupl
             F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
     found = []
     for split in ("train", "eval"):
-        pattern = f"{artifact_utils.get_split_uri([_as_tfx(ratings)], split).rstrip('/')}/*"
+        pattern = f"{artifact_utils.get_split_uri([as_tfx(ratings)], split).rstrip('/')}/*"
         dataset = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP").batch(50_000)
         for batch in dataset:
             parsed = tf.io.parse_example(batch, spec)
@@ -196,8 +196,8 @@ def user_history(config: PipelineConfig, user_id: str, before: int) -> List[tupl
     return found[:config.history_length]
 
 
-def _as_tfx(artifact: metadata_store_pb2.Artifact):
-    """A TFX Examples artifact around an ML Metadata artifact (for its split URIs)."""
-    examples = standard_artifacts.Examples()
-    examples.set_mlmd_artifact(artifact)
-    return examples
+def as_tfx(artifact: metadata_store_pb2.Artifact, artifact_class=standard_artifacts.Examples):
+    """A TFX artifact of `artifact_class` around an ML Metadata artifact (for its split URIs and properties)."""
+    out = artifact_class()
+    out.set_mlmd_artifact(artifact)
+    return out

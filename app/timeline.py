@@ -56,7 +56,8 @@ class SpanEntry:
     blessed: bool
     pushed_version: Optional[str]
     serving_version: Optional[str]
-    drift: List[str]
+    drift: List[str]  # findings over the thresholds
+    drift_measured: Dict[str, float]  # every distance measured, e.g. {"movie_id jensen_shannon_divergence": 0.08}
     warm_start: Optional[Dict[str, Any]]  # e.g. {"rows_copied": 1200, "new_ids": 30}
     wall_seconds: float
     component_seconds: Dict[str, float]
@@ -99,6 +100,7 @@ class SpanEntry:
             pushed_version=_optional_str(data["pushed_version"]),
             serving_version=_optional_str(data["serving_version"]),
             drift=[str(finding) for finding in data["drift"]],
+            drift_measured={str(name): float(value) for name, value in data["drift_measured"].items()},
             warm_start=dict(data["warm_start"]) if data["warm_start"] is not None else None,
             wall_seconds=float(data["wall_seconds"]),
             component_seconds={str(name): float(value) for name, value in data["component_seconds"].items()},
@@ -236,6 +238,14 @@ def summary_lines(result: Summary) -> List[str]:
     return [f"- {line}" for line in (beats, frozen, blessed, wall)]
 
 
+def _drift(entry: SpanEntry) -> str:
+    """The number of findings, and the largest distance measured (which feature, how far)."""
+    if not entry.drift_measured:
+        return str(len(entry.drift))
+    name, value = max(entry.drift_measured.items(), key=lambda item: item[1])
+    return f"{len(entry.drift)} ({name.split()[0]} {value:.3f})"
+
+
 def markdown(entries: Iterable[SpanEntry]) -> str:
     """timeline.md: one row per span, the summary, the plot and the drift findings."""
     entries = merged(entries)
@@ -247,7 +257,7 @@ def markdown(entries: Iterable[SpanEntry]) -> str:
         "retrained; best baseline among popularity, recent popularity, item-kNN and EASE. `-`: no such model yet.",
         "",
         "| span | window | deployed | candidate | frozen | popularity | best baseline | blessed | pushed version "
-        "| drift | wall time |",
+        "| drift (largest distance) | wall time |",
         "|---" * 11 + "|",
     ]
     for entry in entries:
@@ -256,7 +266,7 @@ def markdown(entries: Iterable[SpanEntry]) -> str:
             f"| {entry.span} | {_window(entry)} | {_accuracy(entry.deployed_top_100)} | {_accuracy(entry.candidate_top_100)} "
             f"| {_accuracy(entry.frozen_top_100)} | {_accuracy(entry.baselines_top_100.get(POPULARITY))} "
             f"| {f'{best[0]} {best[1]:.4f}' if best else '-'} | {'yes' if entry.blessed else 'no'} "
-            f"| {entry.pushed_version or '-'} | {len(entry.drift)} | {duration(entry.wall_seconds)} |"
+            f"| {entry.pushed_version or '-'} | {_drift(entry)} | {duration(entry.wall_seconds)} |"
         )
     out += ["", "## Summary", "", *summary_lines(summary(entries)), "", f"![top-100 accuracy per span]({PLOT_FILE})", ""]
     drifted = [entry for entry in entries if entry.drift]

@@ -57,17 +57,12 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-# What DistributionValidator compares between span N and span N - 1: which
-# movies are rated and how (Jensen-Shannon divergence of their distributions).
-DRIFT_FEATURES = ("movie_id", "user_rating")
-
-
 def drift_config(config: PipelineConfig) -> distribution_validator_pb2.DistributionValidatorConfig:
-    """Drift beyond config.drift_threshold on any DRIFT_FEATURES is a finding."""
+    """Jensen-Shannon divergence between span N and N - 1 beyond config.drift_thresholds is a finding."""
     out = distribution_validator_pb2.DistributionValidatorConfig()
-    for name in DRIFT_FEATURES:
+    for name, threshold in config.drift_thresholds:
         feature = out.default_slice_config.feature.add()
         feature.path.CopyFrom(path_pb2.Path(step=[name]))
         feature.distribution_comparator.CopyFrom(schema_pb2.FeatureComparator(
-            jensen_shannon_divergence=schema_pb2.JensenShannonDivergence(threshold=config.drift_threshold)))
+            jensen_shannon_divergence=schema_pb2.JensenShannonDivergence(threshold=threshold)))
     return out

@@ -6,17 +6,26 @@ Model code is referenced by module name (transform.preprocessing, trainer.task)
 and is installed in `image` (see Dockerfile). The Trainer's custom_config is
 the RuntimeParameter `model_config`, so one spec serves both variants:
 `job_arguments` sets `use_timestamps` in it for the variant being submitted.
+
+A span-aware spec (split "span", continuous training) also has the
+RuntimeParameter `range_config`: the span the run ingests (`job_arguments`
+with span=N; by default the latest span present). Its window is built inside
+ExampleGen and its Trainer warm-starts from the latest blessed model: TFX
+1.16's KubeflowV2 compiler supports only the latest-artifact and
+latest-blessed resolver strategies, not SpanRangeStrategy.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Dict
+from typing import Dict, Optional
 
+from google.protobuf import json_format
 from tfx import v1 as tfx
 
+from components.example_gen import SPAN_SPLIT
 from pipeline.config import VARIANTS, PipelineConfig
-from pipeline.pipeline import MODEL_CONFIG_PARAMETER, create_pipeline
+from pipeline.pipeline import MODEL_CONFIG_PARAMETER, RANGE_CONFIG_PARAMETER, create_pipeline, span_range_config
 
 # Pipeline spec schema 2.1.0, for both targets. With TFX's default (2.0.0) the
 # container gets no `--json_serialized_inputs_spec_args` and reads only the
@@ -32,7 +41,8 @@ USE_PIPELINE_SPEC_2_1 = True
 
 def compile_pipeline(config: PipelineConfig, image: str, output: str) -> str:
     """Writes the KFP v2 pipeline job spec for `config` to `output`; returns its path."""
-    config = config.replace(model_config_as_runtime_parameter=True)
+    config = config.replace(model_config_as_runtime_parameter=True,
+                            span_as_runtime_parameter=config.split == SPAN_SPLIT)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=image, use_pipeline_spec_2_1=USE_PIPELINE_SPEC_2_1),
@@ -53,8 +63,20 @@ def default_model_config(spec_path: str) -> Dict:
     return json.loads(parameter["defaultValue"])
 
 
-def job_arguments(spec_path: str, variant: str, project: str, region: str, service_account: str = "") -> Dict:
-    """Arguments of google.cloud.aiplatform.PipelineJob for one variant."""
+def is_span_aware(spec_path: str) -> bool:
+    with open(spec_path) as f:
+        return RANGE_CONFIG_PARAMETER in json.load(f)["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+
+
+def span_parameter(span: Optional[int]) -> str:
+    """The `range_config` parameter value for `span` (None: the latest span present)."""
+    config = span_range_config(span)
+    return json_format.MessageToJson(config, indent=None) if config is not None else "{}"
+
+
+def job_arguments(spec_path: str, variant: str, project: str, region: str, service_account: str = "",
+                  span: Optional[int] = None) -> Dict:
+    """Arguments of google.cloud.aiplatform.PipelineJob for one variant (and, for a span-aware spec, one span)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: use {' or '.join(VARIANTS)}")
     if not project or not region:
@@ -62,13 +84,18 @@ def job_arguments(spec_path: str, variant: str, project: str, region: str, servi
     model_config = {**default_model_config(spec_path), "use_timestamps": VARIANTS[variant]}
     with open(spec_path) as f:
         root = json.load(f)["runtimeConfig"]["gcsOutputDirectory"]
+    parameters = {MODEL_CONFIG_PARAMETER: json.dumps(model_config, sort_keys=True)}
+    if is_span_aware(spec_path):
+        parameters[RANGE_CONFIG_PARAMETER] = span_parameter(span)
+    elif span is not None:
+        raise ValueError(f"--span {span}: {spec_path} was not compiled for spans (compile --split span)")
     return {
         "init": {"project": project, "location": region},
         "job": {
-            "display_name": f"movielens-tfx-{variant}",
+            "display_name": f"movielens-tfx-{variant}" + (f"-span-{span}" if span is not None else ""),
             "template_path": spec_path,
             "pipeline_root": root,
-            "parameter_values": {MODEL_CONFIG_PARAMETER: json.dumps(model_config, sort_keys=True)},
+            "parameter_values": parameters,
             "enable_caching": True,
         },
         "submit": {"service_account": service_account or None},

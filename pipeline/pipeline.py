@@ -55,7 +55,7 @@ def _range_config(config: PipelineConfig):
     if config.span_as_runtime_parameter:
         # A compiled spec takes the span when it is submitted (submit --span N):
         # the RangeConfig as JSON; the default (empty) takes the latest span.
-        default = json_format.MessageToJson(span_range_config(config.span)) if config.span is not None else "{}"
+        default = json_format.MessageToJson(span_range_config(config.span), indent=None) if config.span is not None else "{}"
         return tfx.dsl.experimental.RuntimeParameter(name=RANGE_CONFIG_PARAMETER, ptype=str, default=default)
     return span_range_config(config.span)
 

@@ -16,7 +16,7 @@ def _entry(span, deployed, candidate, frozen, popularity, **overrides):
         span=span, train_spans=(max(0, span - 3), span - 1), eval_ratings=1000 + span,
         candidate_top_100=candidate, deployed_top_100=deployed, frozen_top_100=frozen,
         baselines_top_100={"popularity": popularity, "recent_popularity": popularity + 0.01, "item_knn": 0.05, "ease": 0.04},
-        blessed=False, pushed_version=None, serving_version=None, drift=[], warm_start=None,
+        blessed=False, pushed_version=None, serving_version=None, drift=[], drift_measured={}, warm_start=None,
         wall_seconds=100.0, component_seconds={"RetrievalTrainer": 40.0, "Evaluator": 20.0},
     )
     values.update(overrides)
@@ -43,7 +43,7 @@ def test_an_entry_has_exactly_the_documented_keys_and_survives_a_json_round_trip
     entries = _replay()
     assert SpanEntry.keys() == [
         "span", "train_spans", "eval_ratings", "candidate_top_100", "deployed_top_100", "frozen_top_100",
-        "baselines_top_100", "blessed", "pushed_version", "serving_version", "drift", "warm_start",
+        "baselines_top_100", "blessed", "pushed_version", "serving_version", "drift", "drift_measured", "warm_start",
         "wall_seconds", "component_seconds",
     ]
     as_json = entries[2].to_json()

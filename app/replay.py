@@ -1,0 +1,155 @@
+"""`movielens-tfx replay`: continuous training, replayed span by span as a scheduler would run it.
+
+The data is cut into spans (components.movielens.spans; a span layout is used
+as it is). Then, for each span N from `from_span` on, in order, on one
+pipeline root and one ML Metadata store, the pipeline runs with span N:
+ExampleGen writes the window before N (train), span N (eval) and span N - 1
+(previous, for the drift check); the Trainer warm-starts from the deployed
+model; the Evaluator scores the candidate and the deployed model on span N,
+the first data the candidate would serve, and blesses it only if it beats
+both the deployed model and the baselines' floor; the Pusher pushes it, or
+keeps the deployed version.
+
+After each span one `timeline.SpanEntry` goes to timeline.json (and
+timeline.md, timeline.png): a rerun resumes at the first span not recorded.
+The model first deployed is kept as the "frozen" model and scored on every
+later span: what not retraining would have cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+import tensorflow as tf
+from tfx.types import artifact_utils, standard_artifacts
+
+from app import lock, timeline
+from app.results import as_tfx, data_result, latest_outputs, variant_result
+from components.atomic_pusher import existing_versions
+from components.data_gate import drift_findings, drift_measurements
+from components.movielens import files, spans
+from core.errors import UserError
+from pipeline.config import PipelineConfig
+from pipeline.local_runner import run_pipeline
+from trainer.config import GATE_K, METRICS_FILE
+from trainer.export import EVAL_SIGNATURE, hit_output
+from trainer.tfma_metric import metric_name
+
+SPANS_DIR = "spans"  # under the output directory, when replay cuts flat data into spans
+
+
+def prepare_data(data_path: str, output_dir: str, span_days: int, max_bad_rows: int = 0) -> str:
+    """The span layout to replay: `data_path` itself if it is one, else flat data cut into <output>/spans.
+
+    Cutting is deterministic (spans.write), so a resumed replay finds the
+    same spans; it is redone only when the source or span_days changed.
+    """
+    if spans.is_span_layout(data_path):
+        return data_path
+    root = os.path.join(output_dir, SPANS_DIR)
+    manifest = spans.Manifest.read(root) if os.path.isdir(root) else None
+    if manifest is None or manifest.source != files.absolute(data_path) or manifest.span_days != span_days:
+        spans.write(data_path, root, span_days=span_days, max_bad_rows=max_bad_rows)
+    return root
+
+
+def model_accuracy(model_dir: str, examples_pattern: str, k: int = GATE_K) -> float:
+    """Top-k accuracy of an exported model on serialized rating examples, through its evaluate_hits
+    signature: the same computation (and exclusion of rated movies) as the Evaluator's."""
+    evaluate = tf.saved_model.load(model_dir).signatures[EVAL_SIGNATURE]
+    hits, total = 0.0, 0
+    dataset = tf.data.TFRecordDataset(tf.io.gfile.glob(examples_pattern), compression_type="GZIP").batch(1024)
+    for batch in dataset:
+        hit = evaluate(examples=batch)[hit_output(k)]
+        hits += float(tf.reduce_sum(tf.cast(hit, tf.float64)))
+        total += int(tf.size(hit))
+    return hits / total if total else float("nan")
+
+
+def _eval_pattern(config: PipelineConfig) -> str:
+    ratings = as_tfx(latest_outputs(config, "RatingsExampleGen")["examples"][0], standard_artifacts.Examples)
+    return f"{artifact_utils.get_split_uri([ratings], 'eval').rstrip('/')}/*"
+
+
+def _warm_start(model_run_uri: Optional[str]) -> Optional[Dict]:
+    if not model_run_uri:
+        return None
+    with tf.io.gfile.GFile(f"{model_run_uri.rstrip('/')}/{METRICS_FILE}") as f:
+        return json.load(f).get("warm_start")
+
+
+def span_entry(config: PipelineConfig, span: int, first_span: int, timings: List[Dict], wall_seconds: float,
+               frozen_model: Optional[str]) -> timeline.SpanEntry:
+    """What the run for `span` (just finished) recorded, read back from ML Metadata."""
+    model = variant_result(config)
+    data = data_result(config)
+    overall = model["eval_slices"][0]
+    deployed = overall["blessed_model"].get(metric_name(GATE_K))
+    anomalies = latest_outputs(config, "DistributionValidator").get("anomalies")
+    drift_artifact = as_tfx(anomalies[0], standard_artifacts.ExampleAnomalies) if anomalies else None
+    versions = existing_versions(config.model_serving_dir)
+    return timeline.SpanEntry(
+        span=span,
+        train_spans=(max(first_span, span - config.window_spans), span - 1),
+        eval_ratings=data["summary"]["eval"],
+        candidate_top_100=model["eval"][GATE_K],
+        deployed_top_100=deployed,
+        frozen_top_100=model_accuracy(frozen_model, _eval_pattern(config)) if frozen_model else None,
+        baselines_top_100={name: accuracies[GATE_K] for name, accuracies in data["baselines"].items()},
+        blessed=model["blessed"],
+        pushed_version=os.path.basename(model["pushed_to"].rstrip("/")) if model["pushed_to"] else None,
+        serving_version=str(max(versions)) if versions else None,
+        drift=drift_findings(drift_artifact) if drift_artifact else [],
+        drift_measured=drift_measurements(drift_artifact) if drift_artifact else {},
+        warm_start=_warm_start(model.get("model_run_uri")),
+        wall_seconds=round(wall_seconds, 1),
+        component_seconds={t["component"]: t["seconds"] for t in timings},
+    )
+
+
+def frozen_model_dir(config: PipelineConfig, entries: List[timeline.SpanEntry], span: int) -> Optional[str]:
+    """The serving directory of the replay's first pushed model, if it was pushed before `span`."""
+    pushed = [e for e in entries if e.pushed_version and e.span < span]
+    if not pushed:
+        return None
+    return files.join(config.model_serving_dir, pushed[0].pushed_version)
+
+
+def replay(config: PipelineConfig, from_span: Optional[int] = None, to_span: Optional[int] = None,
+           progress: Optional[Callable[[str], None]] = None) -> List[timeline.SpanEntry]:
+    """Runs the pipeline for each span from `from_span` (default: the first with a span before it) to
+    `to_span` (default: the last), skipping spans timeline.json already records; returns every entry.
+
+    config: split "span", data_path a span layout (prepare_data).
+    """
+    say = progress or (lambda line: None)
+    present = spans.available(config.data_path)
+    if len(present) < 2:
+        raise UserError(f"{config.data_path}: replay needs at least two spans (found {len(present)})")
+    first, last = present[0], present[-1]
+    start = first + 1 if from_span is None else from_span
+    end = last if to_span is None else to_span
+    if not first < start <= end <= last:
+        raise UserError(f"--from-span {start} / --to-span {end}: spans {first + 1}..{last} can be replayed "
+                        f"(span {first} is the first: it only trains)")
+    with lock.exclusive(config.output_dir):
+        entries = timeline.read(config.output_dir)
+        done = timeline.done_spans(entries)
+        for span in range(start, end + 1):
+            if span in done:
+                continue
+            say(f"--- span {span} (train on {max(first, span - config.window_spans)}..{span - 1}, gate on {span})")
+            started = time.time()
+            timings = run_pipeline(config.replace(span=span), progress=say)
+            entry = span_entry(config, span, first, timings, time.time() - started,
+                               frozen_model_dir(config, entries, span))
+            entries = timeline.record(config.output_dir, entry)
+            say(f"span {span}: candidate {entry.candidate_top_100:.4f}, deployed "
+                f"{'-' if entry.deployed_top_100 is None else f'{entry.deployed_top_100:.4f}'}, popularity "
+                f"{entry.baselines_top_100.get(timeline.POPULARITY, float('nan')):.4f}; "
+                f"{'blessed, pushed ' + str(entry.pushed_version) if entry.pushed_version else 'not blessed'}"
+                f"{'; drift: ' + '; '.join(entry.drift) if entry.drift else ''} ({entry.wall_seconds:.0f} s)")
+    return entries
