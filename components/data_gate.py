@@ -84,7 +84,7 @@ def drift_measurements(anomalies_artifact: types.Artifact) -> Dict[str, float]:
     for anomalies in _split_pair_anomalies(anomalies_artifact).values():
         for info in anomalies.drift_skew_info:
             for m in info.drift_measurements:
-                kind = anomalies_pb2.DriftSkewInfo.SkewMeasurement.Type.Name(m.type).lower()
+                kind = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type).lower()
                 out[f"{'.'.join(info.path.step)} {kind}"] = round(float(m.value), 4)
     return out
 
@@ -99,10 +99,15 @@ def drift_findings(anomalies_artifact: types.Artifact) -> List[str]:
     return lines
 
 
-@component
-def DriftGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
-    """Fails the run if DistributionValidator found drift (`drift_findings`)."""
-    lines = drift_findings(anomalies)
+def check_drift(anomalies_artifact: types.Artifact) -> None:
+    """Raises DriftError listing the drift findings, if there are any."""
+    lines = drift_findings(anomalies_artifact)
     if lines:
         raise DriftError("the newest span drifted from the previous one (PipelineConfig.stop_on_drift):\n  "
                          + "\n  ".join(lines))
+
+
+@component
+def DriftGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
+    """Fails the run if DistributionValidator found drift (`check_drift`)."""
+    check_drift(anomalies)

@@ -35,6 +35,7 @@ def _env():
 
 
 def _compile(tmp, target, *extra):
+    os.makedirs(tmp, exist_ok=True)
     # 400 movies: top-100 of a catalog barely larger than 100 would bless a random model.
     data = synthetic.generate(str(tmp / "data"), num_users=60, num_movies=400, num_ratings=3000, seed=1)
     path, root = tmp / f"{target}.json", str(tmp / "root")
@@ -151,3 +152,45 @@ def test_schema_2_0_spec_fails_under_the_kfp_2_launcher(tmp_path, monkeypatch):
         kfp_launcher.run(job, str(tmp_path / "root"), "kubeflow", {}, env=_env(), log=lambda m: None,
                          stop_after="CatalogExampleGen")
     assert "file_based_example_gen.driver" in failure.value.cmd and "KeyError: 'input_config'" in failure.value.stderr
+
+
+def test_span_aware_spec_ingests_the_submitted_span_warm_starts_and_checks_drift(tmp_path):
+    """compile --split span: the span is the runtime parameter `range_config` (submit --span N); each run's
+    ExampleGen builds the window before the span, the Trainer warm-starts from the latest blessed model."""
+    from components.movielens import spans
+    from pipeline import kubeflow_runner
+
+    flat = synthetic.generate(str(tmp_path / "flat"), num_users=60, num_movies=400, num_ratings=3000, days=21, seed=2)
+    manifest = spans.write(flat, str(tmp_path / "spans"), span_days=7)
+    root, path = str(tmp_path / "root"), str(tmp_path / "spans.json")
+    result = subprocess.run([CLI, "compile", "--target", "kubeflow", "--image", IMAGE, "--data", str(tmp_path / "spans"),
+                             "--root", root, "--output", path, "--split", "span", "--window-spans", "1",
+                             "--value-floor", "0"], capture_output=True, text=True, env=_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(path) as f:
+        job = json.load(f)
+    assert job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]["range_config"]["defaultValue"] == "{}"
+    store = kfp_launcher.Store()
+    runs = {}
+    for span in (1, 2):
+        arguments = kubeflow_runner.job_arguments(path, "timestamp", "p", "r", span=span)
+        parameters = {**arguments["job"]["parameter_values"], **_model_config(job)}
+        runs[span] = _run(job, "kubeflow", parameters, store)
+    for span, out in runs.items():
+        examples = out["RatingsExampleGen"]["examples"][0]["metadata"]
+        assert examples["span"] == span
+        assert json.loads(examples["split_names"]) == ["train", "eval", "previous"]
+        assert examples["num_examples_train"] == manifest.counts[span - 1]  # a window of one span
+        assert examples["num_examples_eval"] == manifest.counts[span]
+        assert out["DistributionValidator"]["anomalies"][0]["metadata"]["blessed"]  # compared eval with previous
+    first, second = runs[1], runs[2]
+    assert first["Evaluator"]["blessing"][0]["metadata"]["blessed"] == 1
+    assert second["LatestBlessedModelResolver-model-resolver"]["model"] == first["RetrievalTrainer"]["model"]
+    with open(os.path.join(second["RetrievalTrainer"]["model_run"][0]["uri"], "metrics.json")) as f:
+        warm_start = json.load(f)["warm_start"]
+    assert warm_start and warm_start["rows_copied"] > 0
+    with pytest.raises(ValueError, match="was not compiled for spans"):
+        job_plain, _ = _compile(tmp_path / "plain", "kubeflow")
+        with open(tmp_path / "plain.json", "w") as f:
+            json.dump(job_plain, f)
+        kubeflow_runner.job_arguments(str(tmp_path / "plain.json"), "timestamp", "p", "r", span=3)
