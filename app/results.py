@@ -119,7 +119,8 @@ def _threshold_text(threshold) -> str:
 
 
 def trainer_metrics(model_run_uri: str) -> Dict:
-    """The Trainer's accuracies (train, trainer_eval; by k) and train_seconds, from its ModelRun artifact.
+    """The Trainer's accuracies (train, trainer_eval; by k) and train_seconds, from its ModelRun artifact;
+    with warm start configured, what it copied from the base model (`warm_start`: trainer.warm_start).
 
     tf.io.gfile: the artifact may be on gs://.
     """
@@ -129,6 +130,7 @@ def trainer_metrics(model_run_uri: str) -> Dict:
         "train": metrics_by_k(trained["train"]),
         "trainer_eval": metrics_by_k(trained["eval"]),
         "train_seconds": round(trained["train_seconds"], 1),
+        **({"warm_start": trained["warm_start"]} if "warm_start" in trained else {}),
     }
 
 

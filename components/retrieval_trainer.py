@@ -6,7 +6,9 @@ examples. This is the standard Trainer (same spec, same GenericExecutor and
 `run_fn` contract) with one more input channel, `catalog`; the executor hands
 its file pattern to `run_fn` as `fn_args.custom_config[CATALOG_PATTERN_KEY]`.
 `VertexRetrievalTrainer` runs that same executor as a Vertex AI Training custom
-job (TFX's google_cloud_ai_platform extension).
+job (TFX's google_cloud_ai_platform extension). The optional `base_model`
+channel is TrainerSpec's own: TFX hands the base model's serving directory to
+`run_fn` as `fn_args.base_model`, which warm starts from it (trainer.warm_start).
 """
 
 from __future__ import annotations
@@ -70,12 +72,14 @@ class RetrievalTrainer(base_component.BaseComponent):
         eval_args: Optional[trainer_pb2.EvalArgs] = None,
         custom_config: Union[Dict[str, Any], data_types.RuntimeParameter, None] = None,
         schema: Optional[types.BaseChannel] = None,
+        base_model: Optional[types.BaseChannel] = None,
     ):
         super().__init__(spec=RetrievalTrainerSpec(
             examples=examples,
             catalog=catalog,
             transform_graph=transform_graph,
             schema=schema,
+            base_model=base_model,
             train_args=train_args or trainer_pb2.TrainArgs(),
             eval_args=eval_args or trainer_pb2.EvalArgs(),
             run_fn=run_fn,

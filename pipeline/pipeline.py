@@ -4,7 +4,9 @@ RatingsExampleGen, CatalogExampleGen -> StatisticsGen -> SchemaGen ->
 ExampleValidator -> DataGate -> Transform (analysis: the transform graph) ->
 Trainer (raw ratings through the transform graph, + catalog) ->
 Evaluator (against the latest blessed model and the Baselines' floor) -> Pusher.
-Baselines scores the baselines on RatingsExampleGen's eval split.
+Baselines scores the baselines on RatingsExampleGen's eval split. With
+warm_start in the model config, the latest blessed model is also the
+Trainer's base model (trainer.warm_start).
 
 With split "span" (continuous training) ExampleGen reads the span TFX's
 driver resolves (RangeConfig) and writes train (the window before it), eval
@@ -126,6 +128,12 @@ def create_components(config: PipelineConfig) -> List:
         exclude_history=config.model.exclude_history,
     )
 
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModelResolver")
+
     trainer_class = VertexRetrievalTrainer if config.cloud and config.cloud.vertex_training else RetrievalTrainer
     trainer = trainer_class(
         examples=ratings_gen.outputs["examples"],
@@ -135,13 +143,11 @@ def create_components(config: PipelineConfig) -> List:
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=_trainer_custom_config(config),
+        # Warm start from the latest blessed model only when asked: the main
+        # job trains the baseline, then the timestamp variant, in one pipeline,
+        # and the timestamp model must not start from the baseline's weights.
+        base_model=model_resolver.outputs["model"] if config.model.warm_start else None,
     ).with_id("RetrievalTrainer")
-
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("LatestBlessedModelResolver")
 
     evaluator = BaselineGatedEvaluator(
         examples=ratings_gen.outputs["examples"],
@@ -164,7 +170,7 @@ def create_components(config: PipelineConfig) -> List:
     ).with_id("Pusher")
     return [
         ratings_gen, catalog_gen, statistics_gen, schema_gen, example_validator, data_gate, *drift,
-        transform, baselines, trainer, model_resolver, evaluator, pusher,
+        transform, baselines, model_resolver, trainer, evaluator, pusher,
     ]
 
 

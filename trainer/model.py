@@ -11,6 +11,12 @@
 All towers read *transformed* features (vocabulary indices, buckets; see
 transform.features); the Transform layer in the exported model maps raw
 inputs to them.
+
+Vocabulary-keyed tables: each tower's VOCABULARY_TABLES maps an embedding
+layer (by attribute) to the Transform vocabulary (transform.features) that
+indexes its rows: row i embeds the vocabulary's i-th entry and the last row,
+len(vocabulary), is its one OOV bucket (num_oov_buckets=1), so the table has
+len(vocabulary) + 1 rows. trainer.warm_start moves rows by id through it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class QueryTower(tf.keras.Model):
     int64 [batch] and timestamp_z float32 [batch]; with time_of_day also
     hour_of_day and day_of_week int64 [batch].
     """
+
+    VOCABULARY_TABLES = {"user_embedding": F.USER_VOCAB}
 
     def __init__(self, num_users: int, num_timestamp_buckets: int, config: ModelConfig):
         super().__init__(name="query_tower")
@@ -77,6 +85,7 @@ class CandidateTower(tf.keras.Model):
     """
 
     key = F.TITLE_INDEX  # the candidate's identity (logQ frequencies are counted by it)
+    VOCABULARY_TABLES = {"title_embedding": F.TITLE_VOCAB, "token_embedding": F.TOKEN_VOCAB}
 
     def __init__(self, num_titles: int, num_tokens: int, config: ModelConfig):
         super().__init__(name="candidate_tower")
@@ -127,6 +136,7 @@ class MovieCandidateTower(tf.keras.Model):
     """
 
     key = F.MOVIE_INDEX
+    VOCABULARY_TABLES = {"movie_embedding": F.MOVIE_VOCAB}
 
     def __init__(self, num_movies: int, config: ModelConfig):
         super().__init__(name="candidate_tower")

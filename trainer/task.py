@@ -3,8 +3,11 @@
 `fn_args.custom_config` holds a ModelConfig (trainer.config) plus the catalog's
 file pattern (added by components.retrieval_trainer). The run writes:
   serving_model_dir   the SavedModel (trainer.export): raw inputs -> top-K movies
+  serving_model_dir/assets.extra/warm_start   the weights and vocabularies a later
+                      run can warm start from (trainer.warm_start)
   model_run_dir/metrics.json   FactorizedTopK accuracies on train and eval, loss
-                      per epoch, wall time
+                      per epoch, epochs trained, wall time; with warm_start in the
+                      config, what was copied from the base model (`warm_start`)
   model_run_dir/<variant>/{train,eval}   TensorBoard logs (trainer.config):
                       loss per epoch and per TENSORBOARD_STEPS steps, learning
                       rate, top-k accuracy on train and eval
@@ -23,7 +26,7 @@ import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 from tensorflow.python.autograph.core import config as autograph_config
 
-from trainer import export
+from trainer import export, warm_start
 from trainer.config import (
     CATALOG_PATTERN_KEY,
     METRICS_FILE,
@@ -178,6 +181,29 @@ def build_model(tf_transform_output: tft.TFTransformOutput, config: ModelConfig)
     return model
 
 
+def model_vocabularies(model: RetrievalModel, tf_transform_output: tft.TFTransformOutput) -> Dict[str, List[bytes]]:
+    """{name: ids, bytes in row order} of every Transform vocabulary indexing one of the model's tables."""
+    names = set(warm_start.vocabulary_tables(model).values())
+    return {name: tf_transform_output.vocabulary_by_name(name) for name in sorted(names)}
+
+
+def start_from_base(model: RetrievalModel, tf_transform_output: tft.TFTransformOutput, base_model: Optional[str],
+                    batches: tf.data.Dataset) -> Dict:
+    """Warm starts `model` from the base model's sidecar (trainer.warm_start); returns the summary.
+
+    Keras creates a model's weights on its first call, so both towers are
+    first called on one batch of `batches` (transformed rating features).
+    Without a base model (the pipeline's first run) the model is left alone:
+    it trains exactly as with warm_start off.
+    """
+    if base_model is None:
+        return warm_start.warm_start(model, None, {})  # the summary of a cold start
+    for batch in batches.take(1):
+        model.query_tower(batch)
+        model.candidate_tower(batch)
+    return warm_start.warm_start(model, base_model, model_vocabularies(model, tf_transform_output))
+
+
 def config_num_buckets(tf_transform_output: tft.TFTransformOutput) -> int:
     """Largest timestamp bucket id Transform can emit (its boundary count)."""
     return int(tf_transform_output.transformed_metadata.schema.feature[_feature_index(
@@ -275,9 +301,9 @@ def tensorboard_dir(model_run_dir: str, config: ModelConfig) -> str:
     return f"{model_run_dir.rstrip('/')}/{variant_name(config.use_timestamps)}"
 
 
-def write_top_k_summaries(log_dir: str, metrics: Dict, config: ModelConfig) -> None:
-    """Top-k accuracies (train sample and eval) and the config, as TensorBoard summaries."""
-    step = config.epochs - 1  # measured after the last epoch, as Keras numbers epochs
+def write_top_k_summaries(log_dir: str, metrics: Dict, config: ModelConfig, epochs: int) -> None:
+    """Top-k accuracies (train sample and eval, after `epochs` epochs) and the config, as TensorBoard summaries."""
+    step = epochs - 1  # measured after the last epoch, as Keras numbers epochs
     for split, run in (("train", TENSORBOARD_TRAIN), ("eval", TENSORBOARD_EVAL)):
         writer = tf.summary.create_file_writer(f"{log_dir}/{run}")
         with writer.as_default():
@@ -299,6 +325,12 @@ def run_fn(fn_args) -> None:
     model = build_model(tf_transform_output, config)
     train = rating_batches(train_files, transform_layer, config.batch_size, shuffle_seed=config.seed)
     started = time.time()
+    warm = None
+    if config.warm_start:
+        # fn_args.base_model: the latest blessed model's serving directory (the
+        # Trainer's base_model channel), None on the first run.
+        warm = start_from_base(model, tf_transform_output, fn_args.base_model, train)
+    epochs = config.epochs_to_train(bool(warm and warm["warm_started"]))
     log_dir = tensorboard_dir(fn_args.model_run_dir, config)
     callbacks = [
         LearningRateLogger(),
@@ -307,7 +339,7 @@ def run_fn(fn_args) -> None:
         tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=TENSORBOARD_STEPS, write_graph=False,
                                        profile_batch=0, write_steps_per_second=True),
     ]
-    history = model.fit(train, epochs=config.epochs, verbose=0, callbacks=callbacks)
+    history = model.fit(train, epochs=epochs, verbose=0, callbacks=callbacks)
     train_seconds = time.time() - started
 
     train_sample = train.take(-(-TRAIN_METRICS_MAX_EXAMPLES // config.batch_size))
@@ -319,13 +351,16 @@ def run_fn(fn_args) -> None:
     metrics = {
         "config": config.to_custom_config(),
         "train_seconds": train_seconds,
+        "epochs": epochs,
         "loss": [float(x) for x in history.history["loss"]],
         "catalog_size": int(len(catalog[F.MOVIE_ID])),
         "train": factorized_top_k(model, candidates, train_sample, TOP_KS, exclusions),
         "eval": factorized_top_k(model, candidates, eval_batches, TOP_KS, exclusions),
     }
+    if warm is not None:
+        metrics["warm_start"] = warm
     logging.info("retrieval metrics: %s", metrics)
-    write_top_k_summaries(log_dir, metrics, config)
+    write_top_k_summaries(log_dir, metrics, config, epochs)
     write_metrics(fn_args.model_run_dir, metrics)
 
     export.save(
@@ -340,6 +375,7 @@ def run_fn(fn_args) -> None:
         uses_history=bool(config.history_length),
         exclude_history=config.exclude_history,
     )
+    warm_start.write_sidecar(fn_args.serving_model_dir, model, model_vocabularies(model, tf_transform_output))
 
 
 def _one(files: List[str]) -> str:

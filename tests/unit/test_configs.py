@@ -33,12 +33,24 @@ def test_transform_config_round_trips_and_defaults():
     ({"learning_rate": -1}, "learning_rate: -1 is not a number >= 0.0"),
     ({"tower_layers": [64, 0]}, "tower_layers: [64, 0] must be positive integers"),
     ({"epoch": 3}, "unknown model setting epoch: valid settings are use_timestamps, time_of_day, epochs"),
+    ({"warm_start": "yes"}, "warm_start: 'yes' is not true or false"),
+    ({"warm_start": True, "warm_start_epochs": 0}, "warm_start_epochs: 0 is not a positive integer"),
+    ({"warm_start_epochs": 2}, "warm_start_epochs is set but warm_start is off: set warm_start=true"),
 ])
 def test_bad_model_settings_fail_on_construction_with_the_valid_values(changes, message):
     with pytest.raises(ConfigError) as error:
         NAMED_CONFIGS["default"].replace(**changes)
     assert message in str(error.value)
     assert isinstance(error.value, UserError)
+
+
+def test_warm_start_is_off_by_default_and_a_warm_run_trains_warm_start_epochs():
+    for config in NAMED_CONFIGS.values():
+        assert config.warm_start is False and config.warm_start_epochs is None
+    default = NAMED_CONFIGS["default"]
+    assert default.replace(warm_start=True).epochs_to_train(warm_started=True) == default.epochs  # None: same
+    warm = default.replace(warm_start=True, warm_start_epochs=3)
+    assert (warm.epochs_to_train(warm_started=True), warm.epochs_to_train(warm_started=False)) == (3, default.epochs)
 
 
 def test_pipeline_and_transform_configs_validate_themselves():

@@ -38,6 +38,10 @@ ALLOWED = {
         "open", "os.path.exists", "os.path.isdir", "os.path.join", "os.walk", "os.path.relpath",
         "os.listdir", "os.stat", "os.path.isfile", "os.path.abspath", "os.path.split",
     },
+    # The warm-start sidecar's weights.npz is built and parsed in memory
+    # (io.BytesIO); only its bytes go through tf.io.gfile.
+    ("trainer/warm_start.py", "write_sidecar"): {"numpy.savez"},
+    ("trainer/warm_start.py", "read_sidecar"): {"numpy.load"},
     # ML Metadata's SQLite file is opened by the SQLite client, on the machine
     # running the report: a local path by nature.
     ("app/results.py", "metadata_store"): {"os.path.abspath"},
