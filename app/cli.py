@@ -147,7 +147,11 @@ def cmd_replay(args) -> int:
         args.config, data_path=args.data, output_dir=args.output, split="span", window_spans=args.window_spans,
         value_floor=args.value_floor, min_improvement=args.min_improvement, drift_thresholds=drift_thresholds(args.drift_threshold),
         stop_on_drift=args.stop_on_drift, max_bad_rows=args.max_bad_rows,
-    ).with_model(use_timestamps=VARIANTS[args.variant], warm_start=not args.cold_start, **overrides)
+    ).with_model(use_timestamps=VARIANTS[args.variant])
+    if not args.cold_start:
+        config = config.replace(model=config.model.continuous())
+    if overrides:
+        config = config.with_model(**overrides)
     log_path = log_file(args.output, "replay")
     print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
     with quiet_logs(log_path, args.verbose):
@@ -239,7 +243,7 @@ def cmd_compile(args) -> int:
                               value_floor=args.value_floor, min_improvement=args.min_improvement,
                               window_spans=args.window_spans)
         if config.split == SPAN_SPLIT:  # continuous training: each run starts from the deployed model
-            config = config.with_model(warm_start=True)
+            config = config.replace(model=config.model.continuous())
         compile_pipeline(config, image=args.image, output=args.output)
     print(f"wrote {args.output} ({args.target}; image {args.image}; root {args.root})")
     return 0

@@ -190,6 +190,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         artifact.set_int_custom_property("num_movies", len(data.movies))
         for split, size in sizes.items():
             artifact.set_int_custom_property(f"num_examples_{split}", size)
+        if settings["split_method"] == SPAN_SPLIT and settings["kind"] == KIND_RATINGS:
+            # The window this run read (the span is also TFX's span property, from the driver).
+            artifact.set_int_custom_property("eval_span", span)
+            artifact.set_int_custom_property("first_train_span", spans.first_train_span(
+                spans.available(input_base), span, settings["window_spans"]))
         if data.bad_rows:
             with tf.io.gfile.GFile(files.join(artifact.uri, QUARANTINE_FILE), "w") as stream:
                 reader.write_quarantine(data.bad_rows, stream)

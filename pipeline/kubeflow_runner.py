@@ -47,9 +47,13 @@ def compile_pipeline(config: PipelineConfig, image: str, output: str) -> str:
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=image, use_pipeline_spec_2_1=USE_PIPELINE_SPEC_2_1),
     )
-    model_config = json.dumps(config.trainer_custom_config(), sort_keys=True)
-    job = runner.run(create_pipeline(config), parameter_values={MODEL_CONFIG_PARAMETER: model_config}, write_out=False)
-    job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"][MODEL_CONFIG_PARAMETER]["defaultValue"] = model_config
+    values = {MODEL_CONFIG_PARAMETER: json.dumps(config.trainer_custom_config(), sort_keys=True)}
+    if config.span_as_runtime_parameter:
+        values[RANGE_CONFIG_PARAMETER] = span_parameter(config.span)
+    job = runner.run(create_pipeline(config), parameter_values=values, write_out=False)
+    # The compiler puts the values in runtimeConfig only; as defaults, a run that sets none still works.
+    for name, value in values.items():
+        job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"][name]["defaultValue"] = value
     with open(output, "w") as f:
         json.dump(job, f, indent=2, sort_keys=True)
     return output

@@ -24,11 +24,11 @@ from typing import List, Optional
 
 from google.protobuf import json_format
 from tfx import v1 as tfx
-from tfx.components.distribution_validator.component import DistributionValidator
 
 from components.atomic_pusher import AtomicPusher
 from components.baselines import Baselines
 from components.data_gate import DataGate, DriftGate
+from components.distribution_validator import DistributionValidator
 from components.evaluator import BaselineGatedEvaluator
 from components.example_gen import KIND_CATALOG, KIND_RATINGS, SPAN_SPLIT, MovieLensExampleGen
 from components.movielens import files

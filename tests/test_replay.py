@@ -15,13 +15,14 @@ from components.movielens import spans, synthetic
 
 # The history model, small and quick. Floor 0: a few steps on synthetic ratings are not meant to
 # beat EASE; what this test checks is the gate against the deployed model on the next span.
-FAST = ["--window-spans", "2", "--set", "epochs=2", "--set", "batch_size=256", "--value-floor", "0"]
+FAST = ["--window-spans", "2", "--set", "epochs=2", "--set", "warm_start_epochs=1", "--set", "batch_size=256",
+        "--value-floor", "0"]
 
 
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory, cli):
     tmp = tmp_path_factory.mktemp("replay")
-    data = synthetic.generate(str(tmp / "flat"), num_users=80, num_movies=300, num_ratings=4000, days=28, seed=5)
+    data = synthetic.generate(str(tmp / "flat"), num_users=80, num_movies=300, num_ratings=4000, days=27, seed=5)
     out = str(tmp / "out")
     args = [cli.path, "replay", "--data", data, "--output", out, *FAST]
     # Killed inside span 2's Trainer: span 1 is recorded, span 2 is not.
@@ -54,7 +55,8 @@ def test_each_span_trains_on_the_window_before_it_and_is_gated_on_itself(replaye
     assert [e.train_spans for e in entries] == [(0, 0), (0, 1), (1, 2)]
     assert [e.eval_ratings for e in entries] == [manifest.counts[s] for s in (1, 2, 3)]
     first = entries[0]
-    assert first.deployed_top_100 is None and first.frozen_top_100 is None and first.warm_start is None
+    assert first.deployed_top_100 is None and first.frozen_top_100 is None
+    assert first.warm_start["warm_started"] is False  # nothing blessed to start from yet
     assert first.blessed and first.pushed_version  # nothing deployed, floor 0
     for entry in entries:
         assert set(entry.baselines_top_100) == {"popularity", "recent_popularity", "item_knn", "ease"}
@@ -81,7 +83,7 @@ def test_the_deployed_model_is_the_last_pushed_and_the_frozen_one_is_scored_like
 
 def test_warm_start_copies_the_deployed_model(replayed):
     for entry in replayed["entries"][1:]:
-        assert entry.warm_start is not None and entry.warm_start["rows_copied"] > 0, entry.warm_start
+        assert entry.warm_start["warm_started"] and entry.warm_start["rows_copied"] > 0, entry.warm_start
 
 
 def test_timeline_files_are_written(replayed):

@@ -18,6 +18,7 @@ import kfp_launcher  # tests/kfp_launcher.py (pytest puts tests/ on sys.path)
 import pytest
 
 from components.movielens import synthetic
+from trainer.config import METRICS_FILE
 
 CLI = os.path.join(os.path.dirname(sys.executable), "movielens-tfx")
 IMAGE = "us-docker.pkg.dev/p/r/movielens-tfx:1"
@@ -178,7 +179,7 @@ def test_span_aware_spec_ingests_the_submitted_span_warm_starts_and_checks_drift
         runs[span] = _run(job, "kubeflow", parameters, store)
     for span, out in runs.items():
         examples = out["RatingsExampleGen"]["examples"][0]["metadata"]
-        assert examples["span"] == span
+        assert examples["eval_span"] == span and examples["first_train_span"] == span - 1
         assert json.loads(examples["split_names"]) == ["train", "eval", "previous"]
         assert examples["num_examples_train"] == manifest.counts[span - 1]  # a window of one span
         assert examples["num_examples_eval"] == manifest.counts[span]
@@ -186,7 +187,7 @@ def test_span_aware_spec_ingests_the_submitted_span_warm_starts_and_checks_drift
     first, second = runs[1], runs[2]
     assert first["Evaluator"]["blessing"][0]["metadata"]["blessed"] == 1
     assert second["LatestBlessedModelResolver-model-resolver"]["model"] == first["RetrievalTrainer"]["model"]
-    with open(os.path.join(second["RetrievalTrainer"]["model_run"][0]["uri"], "metrics.json")) as f:
+    with open(os.path.join(second["RetrievalTrainer"]["model_run"][0]["uri"], METRICS_FILE)) as f:
         warm_start = json.load(f)["warm_start"]
     assert warm_start and warm_start["rows_copied"] > 0
     with pytest.raises(ValueError, match="was not compiled for spans"):

@@ -38,6 +38,10 @@ def metrics_by_k(metrics: Mapping[Any, float]) -> Dict[int, float]:
     return {int(k): float(v) for k, v in sorted(metrics.items(), key=lambda item: int(item[0]))}
 
 
+# Epochs of a warm-started continuous-training run: see warm_start_epochs.
+CONTINUOUS_WARM_START_EPOCHS = 3
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Hyperparameters of the two-tower retrieval model (the Trainer's custom_config).
@@ -95,6 +99,11 @@ class ModelConfig:
     # ratings behind, 3 epochs reached the default config's 8 cold epochs in
     # each of 3 seeds (1 epoch: within 0.0023 top-100).
     warm_start_epochs: Optional[int] = None
+
+    def continuous(self) -> "ModelConfig":
+        """This config as continuous training runs it (replay, a span-aware compiled spec): warm-started
+        from the deployed model, CONTINUOUS_WARM_START_EPOCHS epochs unless warm_start_epochs is set."""
+        return self.replace(warm_start=True, warm_start_epochs=self.warm_start_epochs or CONTINUOUS_WARM_START_EPOCHS)
 
     def __post_init__(self):
         object.__setattr__(self, "tower_layers", tuple(self.tower_layers))

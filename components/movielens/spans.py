@@ -243,6 +243,11 @@ def load_cached(root: str, last: int, max_bad_rows: int = 0) -> Tuple[MovieLensD
     return _cache[key]
 
 
+def first_train_span(present: Sequence[int], span: int, window_spans: int) -> int:
+    """The first span of the window before `span` (never before the first span present)."""
+    return max(min(present), span - window_spans)
+
+
 def window_splits(span_index: np.ndarray, span: int, window_spans: int, root: str = "") -> Dict[str, np.ndarray]:
     """Row indices (ascending) of the run for `span`: train = the window_spans spans before it,
     eval = the span itself (the first data the model would serve), previous = span - 1 (drift baseline)."""
