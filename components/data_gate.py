@@ -12,7 +12,6 @@ configured (PipelineConfig.stop_on_drift), fails the run on any of them.
 """
 
 
-import os
 from typing import Dict, List
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -72,7 +71,7 @@ def _split_pair_anomalies(anomalies_artifact: types.Artifact) -> Dict[str, anoma
     out = {}
     for pair in artifact_utils.decode_split_names(anomalies_artifact.split_names):
         anomalies = anomalies_pb2.Anomalies()
-        with fileio.open(os.path.join(anomalies_artifact.uri, f"SplitPair-{pair}", ANOMALIES_FILE), "rb") as f:
+        with fileio.open(f"{anomalies_artifact.uri.rstrip('/')}/SplitPair-{pair}/{ANOMALIES_FILE}", "rb") as f:
             anomalies.ParseFromString(f.read())
         out[pair] = anomalies
     return out

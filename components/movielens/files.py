@@ -32,6 +32,25 @@ def join(base: str, *names: str) -> str:
     return posixpath.join(base, *names) if is_remote(base) else os.path.join(base, *names)
 
 
+def listdir(path: str) -> List[str]:
+    """Names of the entries of a directory (no trailing '/')."""
+    names = _gfile().listdir(path) if is_remote(path) else os.listdir(path)
+    return [n.rstrip("/") for n in names]
+
+
+def makedirs(path: str) -> None:
+    _gfile().makedirs(path) if is_remote(path) else os.makedirs(path, exist_ok=True)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    if is_remote(path):
+        with _gfile().GFile(path, "wb") as f:
+            f.write(data)
+    else:
+        with open(path, "wb") as f:
+            f.write(data)
+
+
 def open_binary(path: str) -> BinaryIO:
     return _gfile().GFile(path, "rb") if is_remote(path) else open(path, "rb")
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -78,13 +77,7 @@ def is_span_layout(root: str) -> bool:
 
 def available(root: str) -> List[int]:
     """The span numbers present under `root`, ascending."""
-    if files.is_remote(root):
-        import tensorflow as tf
-
-        names = [n.rstrip("/") for n in tf.io.gfile.listdir(root)]
-    else:
-        names = os.listdir(root)
-    spans = [int(m.group(1)) for m in map(_SPAN_NAME.match, names) if m]
+    spans = [int(m.group(1)) for m in map(_SPAN_NAME.match, files.listdir(root)) if m]
     return sorted(s for s in spans if files.isdir(span_dir(root, s)))
 
 
@@ -152,17 +145,15 @@ def write(data_path: str, output_root: str, span_days: int = 7, max_bad_rows: in
     order = np.argsort(ratings.timestamps, kind="stable")
     for span in range(len(counts)):
         directory = span_dir(output_root, span)
-        os.makedirs(directory, exist_ok=True)
+        files.makedirs(directory)
         for name, content in catalog_bytes.items():
-            with open(os.path.join(directory, name), "wb") as f:
-                f.write(content)
+            files.write_bytes(files.join(directory, name), content)
         rows = order[spans[order] == span]
         text = "".join(line.format(u=ratings.user_ids[i], m=ratings.movie_ids[i], r=format(float(ratings.ratings[i]), "g"),
                                    t=int(ratings.timestamps[i])) for i in rows)
-        with open(os.path.join(directory, reader.LAYOUT_FILES[data.layout]["ratings"]), "w", encoding="utf-8") as f:
-            f.write((_CSV_HEADER if data.layout == "csv" else "") + text)
-    with open(os.path.join(output_root, MANIFEST), "w") as f:
-        json.dump(manifest.to_json(), f, indent=1)
+        files.write_bytes(files.join(directory, reader.LAYOUT_FILES[data.layout]["ratings"]),
+                          ((_CSV_HEADER if data.layout == "csv" else "") + text).encode("utf-8"))
+    files.write_bytes(files.join(output_root, MANIFEST), json.dumps(manifest.to_json(), indent=1).encode("utf-8"))
     return manifest
 
 

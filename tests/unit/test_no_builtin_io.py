@@ -36,7 +36,7 @@ ALLOWED = {
     # reads a directory and a .zip on ram:// through it.
     ("components/movielens/files.py", "*"): {
         "open", "os.path.exists", "os.path.isdir", "os.path.join", "os.walk", "os.path.relpath",
-        "os.listdir", "os.stat", "os.path.isfile", "os.path.abspath", "os.path.split",
+        "os.listdir", "os.stat", "os.path.isfile", "os.path.abspath", "os.path.split", "os.makedirs",
     },
     # The warm-start sidecar's weights.npz is built and parsed in memory
     # (io.BytesIO); only its bytes go through tf.io.gfile.
