@@ -18,7 +18,6 @@ later span: what not retraining would have cost.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Callable, Dict, List, Optional
@@ -34,7 +33,7 @@ from components.movielens import files, spans
 from core.errors import UserError
 from pipeline.config import PipelineConfig
 from pipeline.local_runner import run_pipeline
-from trainer.config import GATE_K, METRICS_FILE
+from trainer.config import GATE_K
 from trainer.export import EVAL_SIGNATURE, hit_output
 from trainer.tfma_metric import metric_name
 
@@ -74,13 +73,6 @@ def _eval_pattern(config: PipelineConfig) -> str:
     return f"{artifact_utils.get_split_uri([ratings], 'eval').rstrip('/')}/*"
 
 
-def _warm_start(model_run_uri: Optional[str]) -> Optional[Dict]:
-    if not model_run_uri:
-        return None
-    with tf.io.gfile.GFile(f"{model_run_uri.rstrip('/')}/{METRICS_FILE}") as f:
-        return json.load(f).get("warm_start")
-
-
 def span_entry(config: PipelineConfig, span: int, first_span: int, timings: List[Dict], wall_seconds: float,
                frozen_model: Optional[str]) -> timeline.SpanEntry:
     """What the run for `span` (just finished) recorded, read back from ML Metadata."""
@@ -93,7 +85,7 @@ def span_entry(config: PipelineConfig, span: int, first_span: int, timings: List
     versions = existing_versions(config.model_serving_dir)
     return timeline.SpanEntry(
         span=span,
-        train_spans=(max(first_span, span - config.window_spans), span - 1),
+        train_spans=(spans.first_train_span([first_span], span, config.window_spans), span - 1),
         eval_ratings=data["summary"]["eval"],
         candidate_top_100=model["eval"][GATE_K],
         deployed_top_100=deployed,
@@ -104,7 +96,7 @@ def span_entry(config: PipelineConfig, span: int, first_span: int, timings: List
         serving_version=str(max(versions)) if versions else None,
         drift=drift_findings(drift_artifact) if drift_artifact else [],
         drift_measured=drift_measurements(drift_artifact) if drift_artifact else {},
-        warm_start=_warm_start(model.get("model_run_uri")),
+        warm_start=model.get("warm_start"),
         wall_seconds=round(wall_seconds, 1),
         component_seconds={t["component"]: t["seconds"] for t in timings},
     )
@@ -141,7 +133,8 @@ def replay(config: PipelineConfig, from_span: Optional[int] = None, to_span: Opt
         for span in range(start, end + 1):
             if span in done:
                 continue
-            say(f"--- span {span} (train on {max(first, span - config.window_spans)}..{span - 1}, gate on {span})")
+            say(f"--- span {span} (train on {spans.first_train_span(present, span, config.window_spans)}..{span - 1}, "
+                f"gate on {span})")
             started = time.time()
             timings = run_pipeline(config.replace(span=span), progress=say)
             entry = span_entry(config, span, first, timings, time.time() - started,

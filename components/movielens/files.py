@@ -39,7 +39,10 @@ def listdir(path: str) -> List[str]:
 
 
 def makedirs(path: str) -> None:
-    _gfile().makedirs(path) if is_remote(path) else os.makedirs(path, exist_ok=True)
+    if is_remote(path):
+        _gfile().makedirs(path)
+    else:
+        os.makedirs(path, exist_ok=True)
 
 
 def write_bytes(path: str, data: bytes) -> None:

@@ -246,7 +246,7 @@ def window_splits(span_index: np.ndarray, span: int, window_spans: int, root: st
     if span <= first:
         raise DataError(f"{span_dir(root, span)}: span {span} is the first span: there is nothing before it to "
                         f"train on (the first trainable span is {first + 1})")
-    start = max(first, span - window_spans)
+    start = first_train_span([first], span, window_spans)
     return {
         "train": np.flatnonzero((span_index >= start) & (span_index < span)),
         "eval": np.flatnonzero(span_index == span),
