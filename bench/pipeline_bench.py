@@ -8,12 +8,13 @@
 For each config, in a fresh process and a fresh output directory, it runs the
 main job (baseline then timestamp model) and prints per-component wall time
 (and the process's peak RSS when the component ended), the Trainer's time,
-total wall time, peak RSS and eval top-100 accuracies. With --script it also
+total wall time (and the CPU time it used: a steadier figure on a shared
+machine), peak RSS and eval top-100 accuracies. With --script it also
 runs bench/tutorial_script.py (the tutorial as a plain TFRS script) on the
 same data and prints the ratio pipeline (tutorial config) / script.
 With --synthetic N it first generates N ratings (ml-1m layout, N/160 users,
 N/270 movies, popularity skew and time-of-day structure). --set and
---train-fraction and --beam-workers change the config as they do for
+--train-fraction, --split and --beam-workers change the config as they do for
 `movielens-tfx run`.
 """
 
@@ -30,23 +31,32 @@ sys.path.insert(0, os.path.dirname(HERE))
 import core  # noqa: E402,F401  (Keras 2 before TensorFlow loads)
 
 
-def run_one(config_name: str, data: str, train_fraction: float, overrides: list, beam_workers: int) -> dict:
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_one(config_name: str, data: str, train_fraction: float, overrides: list, beam_workers: int,
+            split=None) -> dict:
     from app.cli import model_overrides
     from app.job import run_job
     from app.logs import quiet_logs
     from pipeline.config import VARIANTS, named_config
 
     output = tempfile.mkdtemp(prefix=f"bench-{config_name}-")
-    config = named_config(config_name, data_path=data, output_dir=output, train_fraction=train_fraction,
+    config = named_config(config_name, data_path=data, output_dir=output, train_fraction=train_fraction, split=split,
                           beam_workers=beam_workers)
     config = config.with_model(**model_overrides(overrides))
+    cpu = _cpu_seconds()
     with quiet_logs(os.path.join(output, "run.log")):
         result = run_job(config)
+    cpu = _cpu_seconds() - cpu
     return {
         "timings": result["timings"],
         "eval_top_100": {v: result["models"][v]["eval"][100] for v in VARIANTS},
         "popularity_top_100": result["baselines"]["popularity"][100],
         "wall_seconds": result["wall_seconds"],
+        "cpu_seconds": round(cpu, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "output": output,
     }
@@ -68,7 +78,8 @@ def print_config(name: str, rows: dict) -> None:
         print(f"{t['component']:<28} {t['seconds']:>11.1f} {other.get('seconds', 0):>12.1f} "
               f"{max(t['peak_rss_mb'], other.get('peak_rss_mb', 0)):>12}")
     top = rows["eval_top_100"]
-    print(f"total wall time {rows['wall_seconds']:.1f} s, peak RSS {rows['peak_rss_mb']} MB; eval top-100: "
+    print(f"total wall time {rows['wall_seconds']:.1f} s (CPU {rows['cpu_seconds']:.1f} s), peak RSS {rows['peak_rss_mb']} MB; "
+          "eval top-100: "
           f"baseline {top['baseline']:.4f}, timestamp {top['timestamp']:.4f} (popularity {rows['popularity_top_100']:.4f})")
 
 
@@ -79,12 +90,13 @@ def main() -> None:
     parser.add_argument("--script", action="store_true", help="also run the plain tutorial script and compare")
     parser.add_argument("--synthetic", type=int, default=0, help="generate this many ratings and use them")
     parser.add_argument("--train-fraction", type=float, default=0.8)
+    parser.add_argument("--split", default=None, help="random or temporal (default: each config's own)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     parser.add_argument("--beam-workers", type=int, default=1)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.data, args.train_fraction, args.set, args.beam_workers)))
+        print(json.dumps(run_one(args.one, args.data, args.train_fraction, args.set, args.beam_workers, args.split)))
         return
     data = args.data
     if args.synthetic:
@@ -97,7 +109,8 @@ def main() -> None:
     results = {}
     for name in args.configs.split(","):
         overrides = [f"--set={pair}" for pair in args.set]
-        results[name] = _child([__file__, "--data", data, "--train-fraction", str(args.train_fraction), *overrides,
+        split = ["--split", args.split] if args.split else []
+        results[name] = _child([__file__, "--data", data, "--train-fraction", str(args.train_fraction), *overrides, *split,
                                 "--beam-workers", str(args.beam_workers), "--one", name])
         print_config(name, results[name])
     if args.script:

@@ -199,6 +199,12 @@ class PipelineConfig:
             "--sdk_container_image=in-process",
         )
 
+    @property
+    def transform_config(self) -> TransformConfig:
+        """Transform's config as the pipeline runs it: the tutorial towers' features only for a model
+        without history (TransformConfig.tutorial_features)."""
+        return self.transform.replace(tutorial_features=self.model.history_length == 0)
+
     def trainer_custom_config(self) -> Dict:
         """The Trainer's custom_config: the model config plus cloud training keys."""
         return {**self.model.to_custom_config(), **(self.cloud.training_custom_config() if self.cloud else {})}

@@ -112,7 +112,7 @@ def create_components(config: PipelineConfig) -> List:
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
-        custom_config=config.transform.to_custom_config(),
+        custom_config=config.transform_config.to_custom_config(),
         # StatisticsGen and ExampleValidator already guard the raw data; TFDV
         # statistics of Transform's input and output would double its time.
         disable_statistics=True,

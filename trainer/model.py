@@ -21,6 +21,7 @@ len(vocabulary) + 1 rows. trainer.warm_start moves rows by id through it.
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
@@ -128,6 +129,39 @@ def first_known(items: tf.Tensor, num_movies: int, length: int, *aligned: tf.Ten
     return tuple(out)
 
 
+def single_query_attention(attention: tf.keras.layers.MultiHeadAttention, query: tf.Tensor, keys: tf.Tensor,
+                           valid: tf.Tensor) -> tf.Tensor:
+    """`attention(query, keys, attention_mask=valid)` for ONE query shared by every row, float32 [batch, d].
+
+    query: float32 [1, 1, d]; keys: float32 [batch, n, d] (also the values);
+    valid: float32 [batch, n], 1 where a key may be attended (at least one
+    per row). The same function of the same weights as Keras'
+    MultiHeadAttention (no attention dropout), computed in another order:
+    with one query vector q per head, q . (k W_k + b_k) = k . (W_k q) + b_k . q,
+    and the softmax-weighted sum of the values (k W_v + b_v) is
+    (sum_i p_i k_i) W_v + b_v. So no key is projected (two [n, d] x [d, d]
+    products per row and their gradients: most of a training step); what is
+    left is [n, d] x [d, heads] per row.
+    """
+    if not attention._built_from_signature:
+        attention._build_from_signature(query=query, value=keys)
+    for layer in (attention._query_dense, attention._key_dense, attention._value_dense, attention._output_dense):
+        if not layer.built:  # built as MultiHeadAttention.call builds them: in its order, under its name
+            with tf.name_scope(attention.name):
+                layer(query if layer is not attention._output_dense else tf.zeros([1, 1, attention._num_heads,
+                                                                                    attention._value_dim]))
+    q = attention._query_dense(query)[0, 0] * (1.0 / math.sqrt(float(attention._key_dim)))  # [heads, key_dim]
+    key_dense, value_dense = attention._key_dense, attention._value_dense
+    folded = tf.einsum("dhk,hk->hd", key_dense.kernel, q)  # W_k q: [heads, d]
+    scores = tf.matmul(folded[None], keys, transpose_b=True)  # [batch, heads, n]
+    scores += tf.reduce_sum(key_dense.bias * q, axis=1)[None, :, None]
+    scores += (1.0 - valid[:, None, :]) * -1e9  # Keras' Softmax mask
+    weights = tf.nn.softmax(scores, axis=-1)
+    pooled = tf.matmul(weights, keys)  # [batch, heads, d]
+    values = tf.einsum("bhd,dhk->bhk", pooled, value_dense.kernel) + value_dense.bias  # [batch, heads, value_dim]
+    return attention._output_dense(values[:, None])[:, 0]
+
+
 class MovieCandidateTower(tf.keras.Model):
     """Movie -> candidate embedding, float32 [batch, embedding_dim] (L2-normalised with `normalize`).
 
@@ -206,8 +240,8 @@ class HistoryQueryTower(tf.keras.Model):
             batch = tf.shape(items)[0]
             token = tf.tile(self.query_token, [batch, 1, 1])
             keys = tf.concat([token, embedded], axis=1)  # the token is always a valid key (empty histories)
-            attend = tf.concat([tf.ones([batch, 1]), mask[:, :, 0]], axis=1)[:, None, :] > 0
-            parts.append(self.attention(token, keys, attention_mask=attend, training=training)[:, 0])
+            attend = tf.concat([tf.ones([batch, 1]), mask[:, :, 0]], axis=1)  # [B, 1 + N]
+            parts.append(single_query_attention(self.attention, self.query_token, keys, attend))
         if "calendar" in self._time:
             parts += [self.hour_embedding(features[F.HOUR_OF_DAY]), self.weekday_embedding(features[F.DAY_OF_WEEK])]
         if "since_previous" in self._time:

@@ -5,6 +5,8 @@ Outputs (see transform.features for names and shapes):
   timestamp_bucket                         bucket of the timestamp (tutorial: 1000
                                            boundaries evenly between train min and max)
   timestamp_z                              timestamp standardised by train mean/variance
+                                           (these five: the tutorial towers' features, only
+                                           with TransformConfig.tutorial_features)
   hour_of_day, day_of_week                 calendar features of the timestamp (UTC)
   movie_index                              movie_id vocabulary lookup (the candidate key of
                                            history-aware models), with train frequencies for logQ
@@ -62,6 +64,28 @@ def _dense(x) -> tf.Tensor:
 def preprocessing_fn(inputs: Dict[str, Any], custom_config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     config = TransformConfig.from_custom_config(custom_config)
     outputs = {}
+    timestamps = _dense(inputs[F.TIMESTAMP])
+    if config.tutorial_features:
+        outputs.update(tutorial_features(inputs, timestamps, config))
+    seconds = tf.math.floormod(timestamps, _SECONDS_PER_DAY)
+    outputs[F.HOUR_OF_DAY] = tf.cast(seconds // (_SECONDS_PER_DAY // F.HOURS_PER_DAY), tf.int64)
+    # 1970-01-01 was a Thursday (3 when Monday is 0).
+    outputs[F.DAY_OF_WEEK] = tf.cast(tf.math.floormod(timestamps // _SECONDS_PER_DAY + 3, F.DAYS_PER_WEEK), tf.int64)
+
+    if F.MOVIE_ID in inputs:  # absent in the tutorial's own test fixtures
+        movie_ids = _dense(inputs[F.MOVIE_ID])
+        movie_vocab = tft.vocabulary(movie_ids, vocab_filename=F.MOVIE_VOCAB)
+        tft.vocabulary(movie_ids, vocab_filename=F.MOVIE_FREQUENCY_VOCAB, store_frequency=True)
+        outputs[F.MOVIE_INDEX] = tft.apply_vocabulary(movie_ids, movie_vocab, num_oov_buckets=1)
+        if F.HISTORY in inputs:
+            outputs[F.HISTORY_INDEX] = tft.apply_vocabulary(inputs[F.HISTORY], movie_vocab, num_oov_buckets=1)
+            outputs.update(history_times(timestamps, inputs[F.HISTORY_TIMESTAMPS]))
+    return outputs
+
+
+def tutorial_features(inputs: Dict[str, Any], timestamps: tf.Tensor, config: TransformConfig) -> Dict[str, Any]:
+    """What the tutorial's towers read: user_index, title_index, title_tokens, timestamp_bucket, timestamp_z."""
+    outputs = {}
     outputs[F.USER_INDEX] = tft.compute_and_apply_vocabulary(
         _dense(inputs[F.USER_ID]), vocab_filename=F.USER_VOCAB, num_oov_buckets=1
     )
@@ -76,23 +100,9 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Optional[Dict[str, A
         num_oov_buckets=1,
     )
 
-    timestamps = _dense(inputs[F.TIMESTAMP])
     boundaries = timestamp_boundaries(timestamps, config.timestamp_buckets, config.num_timestamp_buckets)
     outputs[F.TIMESTAMP_BUCKET] = tft.apply_buckets(tf.cast(timestamps, tf.float32), boundaries)
     outputs[F.TIMESTAMP_Z] = clipped_z_score(tf.cast(timestamps, tf.float32))
-    seconds = tf.math.floormod(timestamps, _SECONDS_PER_DAY)
-    outputs[F.HOUR_OF_DAY] = tf.cast(seconds // (_SECONDS_PER_DAY // F.HOURS_PER_DAY), tf.int64)
-    # 1970-01-01 was a Thursday (3 when Monday is 0).
-    outputs[F.DAY_OF_WEEK] = tf.cast(tf.math.floormod(timestamps // _SECONDS_PER_DAY + 3, F.DAYS_PER_WEEK), tf.int64)
-
-    if F.MOVIE_ID in inputs:  # absent in the tutorial's own test fixtures
-        movie_ids = _dense(inputs[F.MOVIE_ID])
-        movie_vocab = tft.vocabulary(movie_ids, vocab_filename=F.MOVIE_VOCAB)
-        tft.vocabulary(movie_ids, vocab_filename=F.MOVIE_FREQUENCY_VOCAB, store_frequency=True)
-        outputs[F.MOVIE_INDEX] = tft.apply_vocabulary(movie_ids, movie_vocab, num_oov_buckets=1)
-        if F.HISTORY in inputs:
-            outputs[F.HISTORY_INDEX] = tft.apply_vocabulary(inputs[F.HISTORY], movie_vocab, num_oov_buckets=1)
-            outputs.update(history_times(timestamps, inputs[F.HISTORY_TIMESTAMPS]))
     return outputs
 
 
