@@ -110,8 +110,7 @@ def curve(paths: dict, config, epochs: int) -> list:
     tf_transform_output = tft.TFTransformOutput(paths["transform"])
     layer = tf_transform_output.transform_features_layer()
     model = task.build_model(tf_transform_output, config)
-    train = task.shuffled_batches(task.transformed_ratings(task.raw_ratings(paths["train"]), layer), config.batch_size,
-                                  config.seed)
+    train = task.shuffled_batches(task.transformed_ratings(paths["train"], layer), config.batch_size, config.seed)
     validation = task.metric_batches(task.raw_ratings(paths["validation"]), layer)
     catalog = task.read_catalog(paths["catalog"])
     names = [F.MOVIE_TITLE] + ([F.MOVIE_ID] if config.history_length else [])

@@ -71,12 +71,15 @@ def _child(args: list) -> dict:
 
 def print_config(name: str, rows: dict) -> None:
     print(f"\n== config {name}: pipeline, both models, cold")
-    print(f"{'component':<28} {'baseline s':>11} {'timestamp s':>12} {'peak RSS MB':>12}")
+    # The process's peak RSS when the component ended, in each run (the
+    # timestamp run's upstream components are cached: their peak is the one
+    # the process had reached by then).
+    print(f"{'component':<28} {'baseline s':>11} {'timestamp s':>12} {'peak RSS MB, baseline / timestamp run':>38}")
     second = {t["component"]: t for t in rows["timings"]["timestamp"]}
     for t in rows["timings"]["baseline"]:
         other = second.get(t["component"], {})
         print(f"{t['component']:<28} {t['seconds']:>11.1f} {other.get('seconds', 0):>12.1f} "
-              f"{max(t['peak_rss_mb'], other.get('peak_rss_mb', 0)):>12}")
+              f"{t['peak_rss_mb']:>26} / {other.get('peak_rss_mb', 0):>9}")
     top = rows["eval_top_100"]
     print(f"total wall time {rows['wall_seconds']:.1f} s (CPU {rows['cpu_seconds']:.1f} s), peak RSS {rows['peak_rss_mb']} MB; "
           "eval top-100: "

@@ -96,3 +96,25 @@ def test_training_batches_do_not_depend_on_the_file_order(tmp_path):
     assert first == second  # same rows, same seed: same batches, whatever the file order
     assert sorted(user for batch in first for user in batch[3]) == sorted(r[0].encode() for r in rows)
     assert first[0][3] != [r[0].encode() for r in rows[:32]]  # shuffled, not in file order
+
+
+def test_the_train_metric_sample_is_the_same_ratings_whatever_the_file_order(tmp_path):
+    from trainer import task
+
+    rows = [(str(u), f"Movie {m}", 880_000_000 + 60 * (u * 7 + m)) for u in range(30) for m in range(7)]
+    shuffled = list(rows)
+    np.random.default_rng(1).shuffle(shuffled)
+    _write_ratings(str(tmp_path / "a.gz"), rows)
+    _write_ratings(str(tmp_path / "b.gz"), shuffled)
+
+    def sample(name, max_rows):
+        path = str(tmp_path / name)
+        columns = task.sampled_ratings(path, task.canonical_order(path), max_rows, seed=3)
+        assert set(columns) == set(task.RAW_RATING_SPEC)  # every raw input, rated_before included
+        return sorted(zip(*(columns[key].numpy().tolist() for key in (F.USER_ID, F.MOVIE_TITLE, F.TIMESTAMP))))
+
+    first = sample("a.gz", 50)
+    assert len(first) == 50 and first == sample("b.gz", 50)  # the same 50 ratings, whatever the file order
+    everything = sample("a.gz", 1000)  # fewer ratings than max_rows: all of them
+    assert everything == sorted((u.encode(), t.encode(), ts) for u, t, ts in rows)
+    assert set(first) < set(everything) and len(set(first)) == 50  # distinct ratings, a proper sample

@@ -83,14 +83,19 @@ def _column(parts: List[Dict[str, tf.Tensor]], name: str):
     return tf.concat(values, axis=0)
 
 
+def canonical_order(file_pattern: str) -> np.ndarray:
+    """int64 [num_ratings]: the file-order positions of the split's ratings sorted by user, title,
+    timestamp (ties in file order), so that the order does not depend on how the files were written."""
+    parts = list(parsed(file_pattern, {name: RAW_RATING_SPEC[name] for name in _ORDER_KEYS}, 100_000))
+    return np.lexsort([_column(parts, name).numpy() for name in reversed(_ORDER_KEYS)])
+
+
 def raw_ratings(file_pattern: str) -> Dict[str, tf.Tensor]:
     """The split's raw model inputs (RAW_RATING_SPEC), each a tensor [num_ratings] (ragged
-    [num_ratings, None] for the history lists), in a canonical order (sorted by user, title,
-    timestamp) whatever the file order."""
+    [num_ratings, None] for the history lists), in canonical_order whatever the file order."""
     parts = list(parsed(file_pattern, RAW_RATING_SPEC, 100_000))
-    columns = {name: _column(parts, name) for name in RAW_RATING_SPEC}
-    order = np.lexsort([columns[name].numpy() for name in reversed(_ORDER_KEYS)])
-    return {name: tf.gather(column, order) for name, column in columns.items()}
+    order = canonical_order(file_pattern)
+    return {name: tf.gather(_column(parts, name), order) for name in RAW_RATING_SPEC}
 
 
 # The raw rated movie id, kept next to the transformed features (for the metric).
@@ -128,13 +133,22 @@ def _row_batches(columns: Dict[str, tf.Tensor], rows: tf.data.Dataset, batch_siz
     return rows.batch(batch_size).map(lambda batch: _rows(columns, batch))
 
 
-def transformed_ratings(columns: Dict[str, tf.Tensor], transform_layer, chunk_size: int = 16_384) -> Dict[str, tf.Tensor]:
-    """`transform_layer` applied once to every row of `columns` (raw_ratings), chunk by chunk: transformed
-    columns in the same row order (ragged [rows, None] for list features)."""
-    size = int(next(iter(columns.values())).shape[0])
-    chunks = _row_batches(columns, tf.data.Dataset.range(size), chunk_size).map(
+# What training reads: every raw input but rated_before. That list (every movie
+# the user rated before, history or not) only sets the metrics' exclusions, and
+# it is the longest: at 1M synthetic ratings about 80 ids a rating, 64M strings.
+TRAINING_SPEC = {name: spec for name, spec in RAW_RATING_SPEC.items() if name != F.RATED_BEFORE}
+
+
+def transformed_ratings(file_pattern: str, transform_layer, order: Optional[np.ndarray] = None,
+                        chunk_size: int = 16_384) -> Dict[str, tf.Tensor]:
+    """`transform_layer` applied once to every rating of the split (TRAINING_SPEC), streamed from the
+    files chunk by chunk: transformed columns (ragged [rows, None] for list features) in canonical_order
+    (`order`, computed when not given). Only transformed features are held (int ids, not raw strings)."""
+    chunks = parsed(file_pattern, TRAINING_SPEC, chunk_size).map(
         lambda raw: export.transform_raw(transform_layer, raw), num_parallel_calls=tf.data.AUTOTUNE)
-    return _columns_of(list(chunks))
+    columns = _columns_of(list(chunks))
+    order = canonical_order(file_pattern) if order is None else order
+    return {name: tf.gather(column, order) for name, column in columns.items()}
 
 
 def shuffled_batches(columns: Dict[str, tf.Tensor], batch_size: int, seed: int) -> tf.data.Dataset:
@@ -146,13 +160,22 @@ def shuffled_batches(columns: Dict[str, tf.Tensor], batch_size: int, seed: int) 
     return _row_batches(columns, rows, batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def sampled_ratings(columns: Dict[str, tf.Tensor], max_rows: int, seed: int) -> Dict[str, tf.Tensor]:
-    """A seeded sample of at most `max_rows` rows of `columns` (all of them when there are fewer)."""
-    size = int(next(iter(columns.values())).shape[0])
-    if size <= max_rows:
-        return columns
-    rows = np.sort(np.random.default_rng(seed).permutation(size)[:max_rows])
-    return {name: tf.gather(column, rows) for name, column in columns.items()}
+def sampled_ratings(file_pattern: str, order: np.ndarray, max_rows: int, seed: int) -> Dict[str, tf.Tensor]:
+    """Every raw input (RAW_RATING_SPEC, rated_before included) of a seeded sample of at most `max_rows`
+    of the split's ratings (all when there are fewer): the sample drawn over canonical positions (`order`:
+    canonical_order), the rows read in file order, streamed; only the sample is held."""
+    size = len(order)
+    positions = np.arange(size) if size <= max_rows else np.random.default_rng(seed).permutation(size)[:max_rows]
+    keep = np.zeros(size, bool)
+    keep[order[positions]] = True
+    parts, start = [], 0
+    for batch in parsed(file_pattern, RAW_RATING_SPEC, 100_000):
+        count = int(tf.shape(batch[F.USER_ID])[0])
+        rows = np.flatnonzero(keep[start:start + count])
+        start += count
+        parts.append({name: tf.gather(tf.RaggedTensor.from_sparse(value) if isinstance(value, tf.SparseTensor)
+                                      else value, rows) for name, value in batch.items()})
+    return {name: tf.concat([part[name] for part in parts], axis=0) for name in RAW_RATING_SPEC}
 
 
 def rating_batches(file_pattern: str, transform_layer, batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
@@ -165,8 +188,7 @@ def rating_batches(file_pattern: str, transform_layer, batch_size: int, shuffle_
     transformed_ratings), each pass in a new seeded order (shuffled_batches).
     """
     if shuffle_seed is not None:
-        return shuffled_batches(transformed_ratings(raw_ratings(file_pattern), transform_layer), batch_size,
-                                shuffle_seed)
+        return shuffled_batches(transformed_ratings(file_pattern, transform_layer), batch_size, shuffle_seed)
     raw = parsed(file_pattern, RAW_RATING_SPEC, batch_size)
     return raw.map(_with_raw_history(transform_layer), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -381,11 +403,11 @@ def run_fn(fn_args) -> None:
     train_files, eval_files = _one(fn_args.train_files), _one(fn_args.eval_files)
 
     model = build_model(tf_transform_output, config)
-    columns = raw_ratings(train_files)
-    # Transformed once, not once per epoch; the raw ratings are kept only for the train metric's sample.
-    train = shuffled_batches(transformed_ratings(columns, transform_layer), config.batch_size, config.seed)
-    train_sample = metric_batches(sampled_ratings(columns, TRAIN_METRICS_MAX_EXAMPLES, config.seed), transform_layer)
-    del columns
+    # Transformed once, not once per epoch; raw inputs are held only for the train metric's sample.
+    order = canonical_order(train_files)
+    train = shuffled_batches(transformed_ratings(train_files, transform_layer, order), config.batch_size, config.seed)
+    train_sample = metric_batches(sampled_ratings(train_files, order, TRAIN_METRICS_MAX_EXAMPLES, config.seed),
+                                  transform_layer)
     started = time.time()
     warm = None
     if config.warm_start:

@@ -43,5 +43,18 @@ def test_histories_match_a_brute_force_oracle_and_truncate():
         assert r not in h.of(r)
 
 
+def test_only_lists_the_chosen_ratings_and_keeps_their_histories_whole():
+    rng = np.random.default_rng(1)
+    n = 300
+    users, timestamps = rng.integers(0, 8, size=n), rng.integers(0, 40, size=n)
+    is_eval = rng.random(n) < 0.3
+    full = history.build(users, timestamps, is_eval, max_length=1000)
+    listed = history.build(users, timestamps, is_eval, max_length=1000, only=is_eval)
+    for r in range(n):
+        assert listed.of(r).tolist() == (full.of(r).tolist() if is_eval[r] else []), r
+    assert listed.full_lengths.tolist() == full.full_lengths.tolist()
+    assert len(listed.rows) == sum(len(full.of(r)) for r in np.flatnonzero(is_eval)) > 0
+
+
 def test_length_buckets():
     assert [history.length_bucket(n) for n in (0, 1, 9, 10, 49, 50, 300)] == ["0", "1-9", "1-9", "10-49", "10-49", "50+", "50+"]
