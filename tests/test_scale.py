@@ -111,7 +111,7 @@ def test_the_train_metric_sample_is_the_same_ratings_whatever_the_file_order(tmp
         path = str(tmp_path / name)
         columns = task.sampled_ratings(path, task.canonical_order(path), max_rows, seed=3)
         assert set(columns) == set(task.RAW_RATING_SPEC)  # every raw input, rated_before included
-        return sorted(zip(*(columns[key].numpy().tolist() for key in (F.USER_ID, F.MOVIE_TITLE, F.TIMESTAMP))))
+        return sorted(zip(*(columns[key].numpy().tolist() for key in (F.USER_ID, F.MOVIE_TITLE, F.TIMESTAMP)), strict=True))
 
     first = sample("a.gz", 50)
     assert len(first) == 50 and first == sample("b.gz", 50)  # the same 50 ratings, whatever the file order
