@@ -75,14 +75,20 @@ def _write_ratings(path, rows):
             writer.write(example.SerializeToString())
 
 
+def _in_two_file_orders(tmp_path, seed):
+    """210 ratings written twice: a.gz in order, b.gz seeded-shuffled; returns the rows in order."""
+    rows = [(str(u), f"Movie {m}", 880_000_000 + 60 * (u * 7 + m)) for u in range(30) for m in range(7)]
+    shuffled = list(rows)
+    np.random.default_rng(seed).shuffle(shuffled)
+    _write_ratings(str(tmp_path / "a.gz"), rows)
+    _write_ratings(str(tmp_path / "b.gz"), shuffled)
+    return rows
+
+
 def test_training_batches_do_not_depend_on_the_file_order(tmp_path):
     from trainer import task
 
-    rows = [(str(u), f"Movie {m}", 880_000_000 + 60 * (u * 7 + m)) for u in range(30) for m in range(7)]
-    shuffled = list(rows)
-    np.random.default_rng(0).shuffle(shuffled)
-    _write_ratings(str(tmp_path / "a.gz"), rows)
-    _write_ratings(str(tmp_path / "b.gz"), shuffled)
+    rows = _in_two_file_orders(tmp_path, seed=0)
 
     def batches(name):
         def identity(features):  # the raw scalars as they come, [batch]
@@ -101,11 +107,7 @@ def test_training_batches_do_not_depend_on_the_file_order(tmp_path):
 def test_the_train_metric_sample_is_the_same_ratings_whatever_the_file_order(tmp_path):
     from trainer import task
 
-    rows = [(str(u), f"Movie {m}", 880_000_000 + 60 * (u * 7 + m)) for u in range(30) for m in range(7)]
-    shuffled = list(rows)
-    np.random.default_rng(1).shuffle(shuffled)
-    _write_ratings(str(tmp_path / "a.gz"), rows)
-    _write_ratings(str(tmp_path / "b.gz"), shuffled)
+    rows = _in_two_file_orders(tmp_path, seed=1)
 
     def sample(name, max_rows):
         path = str(tmp_path / name)

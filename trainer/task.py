@@ -83,18 +83,22 @@ def _column(parts: List[Dict[str, tf.Tensor]], name: str):
     return tf.concat(values, axis=0)
 
 
+def _order(parts: List[Dict[str, tf.Tensor]]) -> np.ndarray:
+    """canonical_order of parsed batches that carry the _ORDER_KEYS."""
+    return np.lexsort([_column(parts, name).numpy() for name in reversed(_ORDER_KEYS)])
+
+
 def canonical_order(file_pattern: str) -> np.ndarray:
     """int64 [num_ratings]: the file-order positions of the split's ratings sorted by user, title,
     timestamp (ties in file order), so that the order does not depend on how the files were written."""
-    parts = list(parsed(file_pattern, {name: RAW_RATING_SPEC[name] for name in _ORDER_KEYS}, 100_000))
-    return np.lexsort([_column(parts, name).numpy() for name in reversed(_ORDER_KEYS)])
+    return _order(list(parsed(file_pattern, {name: RAW_RATING_SPEC[name] for name in _ORDER_KEYS}, 100_000)))
 
 
 def raw_ratings(file_pattern: str) -> Dict[str, tf.Tensor]:
     """The split's raw model inputs (RAW_RATING_SPEC), each a tensor [num_ratings] (ragged
     [num_ratings, None] for the history lists), in canonical_order whatever the file order."""
     parts = list(parsed(file_pattern, RAW_RATING_SPEC, 100_000))
-    order = canonical_order(file_pattern)
+    order = _order(parts)  # from the batches already read: the files once
     return {name: tf.gather(_column(parts, name), order) for name in RAW_RATING_SPEC}
 
 
