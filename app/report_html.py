@@ -19,7 +19,7 @@ import datetime
 import html
 import os
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from app import report
 from trainer.config import top_k_label
@@ -40,15 +40,17 @@ _FACETS_NOTE = (
 
 def gather(result: Dict, config) -> Dict:
     """What the page shows beyond report.json: statistics, anomalies, example recommendations."""
-    from app.results import latest_outputs
+    from app.results import latest_outputs, rating_splits
 
     statistics = latest_outputs(config, "StatisticsGen").get("statistics")
     anomalies = latest_outputs(config, "ExampleValidator").get("anomalies")
     examples = latest_outputs(config, "RatingsExampleGen").get("examples")
+    splits = {name: [(artifact.uri, split) for artifact, split in parts]
+              for name, parts in rating_splits(config).items()} if examples else None
     return {
         "statistics": _statistics(statistics[0].uri) if statistics else {},
         "anomalies": _anomalies(anomalies[0].uri) if anomalies else {},
-        "recommendations": _recommendations(result, config, examples[0].uri) if examples else None,
+        "recommendations": _recommendations(result, config, splits) if splits else None,
     }
 
 
@@ -57,9 +59,12 @@ def _split_file(uri: str, split: str, name: str) -> str:
 
 
 def _statistics(uri: str) -> Dict:
+    import tensorflow as tf
     import tensorflow_data_validation as tfdv
 
-    return {split: tfdv.load_stats_binary(_split_file(uri, split, "FeatureStats.pb")) for split in _SPLITS}
+    # A local span run's statistics have eval only (its span: the window's are from earlier runs).
+    return {split: tfdv.load_stats_binary(_split_file(uri, split, "FeatureStats.pb")) for split in _SPLITS
+            if tf.io.gfile.exists(_split_file(uri, split, "FeatureStats.pb"))}
 
 
 def _anomalies(uri: str) -> Dict:
@@ -94,8 +99,9 @@ def _serving_model(result: Dict, config) -> Optional[Dict]:
     return None
 
 
-def _ratings(examples_uri: str, split: str, users=None) -> Dict:
-    """user_id, movie_title, timestamp, user_rating of a split (only `users`' when given), numpy arrays."""
+def _ratings(parts: List[Tuple[str, str]], users=None) -> Dict:
+    """user_id, movie_title, timestamp, user_rating of the splits `parts` ((examples URI, split) pairs; only
+    `users`' when given), numpy arrays."""
     import numpy as np
     import tensorflow as tf
 
@@ -106,7 +112,7 @@ def _ratings(examples_uri: str, split: str, users=None) -> Dict:
         "timestamp": tf.io.FixedLenFeature([], tf.int64),
         "user_rating": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
     }
-    files = sorted(tf.io.gfile.glob(_split_file(examples_uri, split, "*")))
+    files = sorted(name for uri, split in parts for name in tf.io.gfile.glob(_split_file(uri, split, "*")))
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(65536).map(lambda b: tf.io.parse_example(b, spec))
     if users is not None:
         wanted = tf.constant(list(users))
@@ -118,7 +124,7 @@ def _ratings(examples_uri: str, split: str, users=None) -> Dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in spec}
 
 
-def _recommendations(result: Dict, config, examples_uri: str) -> Optional[Dict]:
+def _recommendations(result: Dict, config, splits: Dict[str, List[Tuple[str, str]]]) -> Optional[Dict]:
     """Top EXAMPLE_TOP for the EXAMPLE_USERS users with the most eval ratings (ties: smallest id).
 
     Each is asked at the time of the user's first eval rating, with every
@@ -133,10 +139,10 @@ def _recommendations(result: Dict, config, examples_uri: str) -> Optional[Dict]:
     model = _serving_model(result, config)
     if model is None:
         return None
-    evaluation = _ratings(examples_uri, "eval")
+    evaluation = _ratings(splits["eval"])
     counts = collections.Counter(evaluation["user_id"].tolist())
     users = sorted(counts, key=lambda u: (-counts[u], int(u) if u.isdigit() else 0, u))[:EXAMPLE_USERS]
-    train = _ratings(examples_uri, "train", users)
+    train = _ratings(splits["train"], users)
     serve = tf.saved_model.load(model["path"]).signatures["serving_default"]
     out = []
     for user in users:
@@ -283,7 +289,7 @@ def _feature_rows(statistics: Dict) -> List[List[str]]:
     rows = []
     for name in sorted(by_name):
         row = [f"<code>{_e(name)}</code>", by_name[name]["type"]]
-        for split in _SPLITS:
+        for split in statistics:
             (common, center, spread), total = by_name[name].get(split, ((None, "", ""), 0))
             missing = f"{common.num_missing / total:.1%}" if common is not None and total else ""
             row += [str(common.num_non_missing) if common is not None else "", missing, _e(center), spread]
@@ -302,12 +308,13 @@ def _data_section(result: Dict, gathered: Dict) -> str:
         import tensorflow_data_validation as tfdv
 
         sub = ["count", "missing", "mean / unique", "range / top value"]
-        header = ["feature", "type", *[f"{split}: {h}" for split in _SPLITS for h in sub]]
-        out += ['<h3 id="statistics">TFDV statistics (StatisticsGen), train and eval</h3>',
+        header = ["feature", "type", *[f"{split}: {h}" for split in statistics for h in sub]]
+        out += ['<h3 id="statistics">TFDV statistics (StatisticsGen), ' + ' and '.join(statistics) + '</h3>',
                 _table(header, _feature_rows(statistics), "numbers"),
                 f'<p>{_e(_FACETS_NOTE)} <button id="show-facets" type="button">Show TFDV\'s Facets view</button></p>',
                 '<div id="facets"></div><template id="facets-template">'
-                + tfdv.get_statistics_html(statistics["train"], statistics["eval"], lhs_name="train", rhs_name="eval")
+                + (tfdv.get_statistics_html(statistics["train"], statistics["eval"], lhs_name="train", rhs_name="eval")
+                   if "train" in statistics else tfdv.get_statistics_html(statistics["eval"], lhs_name="eval"))
                 + "</template>"]
     anomalies = gathered.get("anomalies") or {}
     out.append('<h3 id="anomalies">Anomalies (ExampleValidator, against the inferred schema)</h3>')

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import ml_metadata as mlmd
 import tensorflow as tf
@@ -60,6 +60,35 @@ def latest_outputs(config: PipelineConfig, node_id: str) -> Dict[str, List[metad
     for event in events:
         outputs.setdefault(event.path.steps[0].key, []).append(artifacts[event.artifact_id])
     return outputs
+
+
+def latest_inputs(config: PipelineConfig, node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+    """Input artifacts of the latest execution of `node_id`, by input key."""
+    store = metadata_store(config)
+    context = store.get_context_by_type_and_name("node", f"{config.pipeline_name}.{node_id}")
+    executions = [e for e in store.get_executions_by_context(context.id)
+                  if e.last_known_state in (metadata_store_pb2.Execution.COMPLETE,
+                                            metadata_store_pb2.Execution.CACHED)] if context else []
+    if not executions:
+        return {}
+    latest = max(executions, key=lambda e: e.id)
+    events = [e for e in store.get_events_by_execution_ids([latest.id]) if e.type == metadata_store_pb2.Event.INPUT]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    inputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+    for event in sorted(events, key=lambda e: e.artifact_id):
+        inputs.setdefault(event.path.steps[0].key, []).append(artifacts[event.artifact_id])
+    return inputs
+
+
+def rating_splits(config: PipelineConfig) -> Dict[str, List[Tuple[metadata_store_pb2.Artifact, str]]]:
+    """{"train": [(examples, split), ...], "eval": [...]}: where the latest run's ratings are. A local
+    span run (span_window "resolver": its ExampleGen wrote no train split) trained on its window's
+    spans (the Trainer's inputs, each span's eval split) and was evaluated on its own span's."""
+    ratings = latest_outputs(config, "RatingsExampleGen")["examples"][0]
+    if "train" in json.loads(ratings.properties["split_names"].string_value):
+        return {"train": [(ratings, "train")], "eval": [(ratings, "eval")]}
+    return {"train": [(a, "eval") for a in latest_inputs(config, "RetrievalTrainer").get("examples", [])],
+            "eval": [(ratings, "eval")]}
 
 
 def _custom(artifact: metadata_store_pb2.Artifact, name: str):
@@ -166,14 +195,16 @@ def variant_result(config: PipelineConfig) -> Dict:
 def data_result(config: PipelineConfig) -> Dict:
     """The data as RatingsExampleGen recorded it, and the baselines' accuracies on its eval split."""
     ratings = latest_outputs(config, "RatingsExampleGen")["examples"][0]
+    counts = {name: sum(_custom(artifact, f"num_examples_{split}") for artifact, split in parts)
+              for name, parts in rating_splits(config).items()}
     summary = {
         "path": files.absolute(config.data_path),  # os.path.abspath would turn gs://b into <cwd>/gs:/b
         "layout": _custom(ratings, "movielens_layout"),
-        "ratings": _custom(ratings, "num_examples_train") + _custom(ratings, "num_examples_eval"),
+        "ratings": counts["train"] + counts["eval"],
         "movies": _custom(ratings, "num_movies"),
         "users": _custom(ratings, "num_users"),
-        "train": _custom(ratings, "num_examples_train"),
-        "eval": _custom(ratings, "num_examples_eval"),
+        "train": counts["train"],
+        "eval": counts["eval"],
         "quarantined_rows": _custom(ratings, "num_quarantined_rows"),
     }
     scored = baselines.read(latest_outputs(config, "Baselines")["baselines"][0].uri)
@@ -183,12 +214,11 @@ def data_result(config: PipelineConfig) -> Dict:
 def user_history(config: PipelineConfig, user_id: str, before: int) -> List[tuple]:
     """(movie_id, timestamp) of the user's ratings before `before` in the latest ingested data, most recent first,
     as many as the pipeline's history length."""
-    ratings = latest_outputs(config, "RatingsExampleGen")["examples"][0]
     spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string), F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
             F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
     found = []
-    for split in ("train", "eval"):
-        pattern = f"{artifact_utils.get_split_uri([as_tfx(ratings)], split).rstrip('/')}/*"
+    for artifact, split in [part for parts in rating_splits(config).values() for part in parts]:
+        pattern = f"{artifact_utils.get_split_uri([as_tfx(artifact)], split).rstrip('/')}/*"
         dataset = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP").batch(50_000)
         for batch in dataset:
             parsed = tf.io.parse_example(batch, spec)

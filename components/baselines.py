@@ -42,6 +42,8 @@ from trainer.config import TOP_KS, metrics_by_k
 from transform import features as F
 
 EXAMPLES_KEY = "examples"
+TRAIN_EXAMPLES_KEY = "train_examples"
+TRAIN_SPLIT_KEY = "train_split"
 CATALOG_KEY = "catalog"
 BASELINES_KEY = "baselines"
 EXCLUDE_HISTORY_KEY = "exclude_history"
@@ -183,8 +185,9 @@ def read(uri: str) -> Dict[str, Dict]:
     return {name: (values if name == "notes" else metrics_by_k(values)) for name, values in stored.items()}
 
 
-def _split_files(examples: types.Artifact, split: str) -> List[str]:
-    return sorted(tf.io.gfile.glob(f"{artifact_utils.get_split_uri([examples], split).rstrip('/')}/*"))
+def _split_files(examples: Sequence[types.Artifact], split: str) -> List[str]:
+    return sorted(name for artifact in examples
+                  for name in tf.io.gfile.glob(f"{artifact_utils.get_split_uri([artifact], split).rstrip('/')}/*"))
 
 
 def _lists(ragged: tf.RaggedTensor, table: tf.lookup.StaticHashTable, *more: tf.RaggedTensor) -> List[np.ndarray]:
@@ -202,7 +205,8 @@ def _lists(ragged: tf.RaggedTensor, table: tf.lookup.StaticHashTable, *more: tf.
     return np.split(found.astype(np.int64), np.cumsum(counts)[:-1])
 
 
-def _read_split(examples: types.Artifact, split: str, index: Mapping[bytes, int]) -> Split:
+def _read_split(examples: Sequence[types.Artifact], split: str, index: Mapping[bytes, int]) -> Split:
+    """The ratings of `split` of every artifact of `examples` (a span run's window: several)."""
     spec = {
         F.USER_ID: tf.io.FixedLenFeature([], tf.string),
         F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
@@ -231,7 +235,7 @@ def _read_split(examples: types.Artifact, split: str, index: Mapping[bytes, int]
 
 
 def _catalog_index(catalog: types.Artifact) -> Dict[bytes, int]:
-    dataset = tf.data.TFRecordDataset(_split_files(catalog, "catalog"), compression_type="GZIP").batch(50_000)
+    dataset = tf.data.TFRecordDataset(_split_files([catalog], "catalog"), compression_type="GZIP").batch(50_000)
     ids: List[bytes] = []
     for batch in dataset:
         ids.extend(tf.io.parse_example(batch, {F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string)})[F.MOVIE_ID]
@@ -244,9 +248,11 @@ def _catalog_index(catalog: types.Artifact) -> Dict[bytes, int]:
 
 
 class BaselinesSpec(ComponentSpec):
-    PARAMETERS = {EXCLUDE_HISTORY_KEY: ExecutionParameter(type=int)}
+    PARAMETERS = {EXCLUDE_HISTORY_KEY: ExecutionParameter(type=int),
+                  TRAIN_SPLIT_KEY: ExecutionParameter(type=str, optional=True)}
     INPUTS = {
         EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        TRAIN_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
         CATALOG_KEY: ChannelParameter(type=standard_artifacts.Examples),
     }
     OUTPUTS = {BASELINES_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation)}
@@ -254,21 +260,26 @@ class BaselinesSpec(ComponentSpec):
 
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
-        examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+        examples = [artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])]
+        train_examples = input_dict.get(TRAIN_EXAMPLES_KEY) or examples
         index = _catalog_index(artifact_utils.get_single_instance(input_dict[CATALOG_KEY]))
-        baselines = compute(_read_split(examples, "train", index), _read_split(examples, "eval", index), len(index),
+        train = _read_split(train_examples, exec_properties.get(TRAIN_SPLIT_KEY) or "train", index)
+        baselines = compute(train, _read_split(examples, "eval", index), len(index),
                             exclude_history=bool(exec_properties[EXCLUDE_HISTORY_KEY]))
         write(baselines, artifact_utils.get_single_instance(output_dict[BASELINES_KEY]))
 
 
 class Baselines(base_component.BaseComponent):
-    """Scores the baselines on the rating examples' eval split (see module docstring)."""
+    """Scores the baselines on the rating examples' eval split (see module docstring), trained on their
+    train split, or on split `train_split` of `train_examples` (a span run's resolved window)."""
 
     SPEC_CLASS = BaselinesSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, examples: types.BaseChannel, catalog: types.BaseChannel, exclude_history: bool):
+    def __init__(self, examples: types.BaseChannel, catalog: types.BaseChannel, exclude_history: bool,
+                 train_examples: Optional[types.BaseChannel] = None, train_split: str = "train"):
         super().__init__(spec=BaselinesSpec(
-            examples=examples, catalog=catalog, exclude_history=int(exclude_history),
+            examples=examples, train_examples=train_examples, train_split=train_split, catalog=catalog,
+            exclude_history=int(exclude_history),
             baselines=channel.Channel(type=standard_artifacts.ModelEvaluation),
         ))

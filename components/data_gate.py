@@ -89,12 +89,15 @@ def drift_measurements(anomalies_artifact: types.Artifact) -> Dict[str, float]:
 
 
 def drift_findings(anomalies_artifact: types.Artifact) -> List[str]:
-    """One line per feature whose drift exceeds its threshold (empty: no drift, or no previous span)."""
+    """One line per feature whose drift exceeds its threshold (empty: no drift, or no previous span).
+
+    The run compares one pair of splits (the span with the previous span: "eval_previous" in one
+    statistics artifact, or "eval_eval" across two), so lines name the feature, not the pair."""
     lines = []
-    for pair, anomalies in sorted(_split_pair_anomalies(anomalies_artifact).items()):
+    for _, anomalies in sorted(_split_pair_anomalies(anomalies_artifact).items()):
         for feature, info in sorted(anomalies.anomaly_info.items()):
             reasons = "; ".join(r.description or r.short_description for r in info.reason)
-            lines.append(f"{pair}: {feature}: {reasons}")
+            lines.append(f"{feature}: {reasons}")
     return lines
 
 

@@ -4,9 +4,14 @@ Two instances run in the pipeline, both reading the same files:
 
 * ``kind="ratings"``: one example per rating, in the splits ``train`` and
   ``eval`` (``random``: seeded 80/20; ``temporal``: one global time cutoff;
-  ``span``: a span layout (movielens.spans), where the run for span N trains
-  on the ``window_spans`` spans before N, evaluates on span N, and also writes
-  span N - 1 as the split ``previous``, the baseline of the drift check);
+  ``span``: a span layout (movielens.spans). The run for span N writes span N
+  as ``eval`` (the ratings it is gated on). Where the training window comes
+  from is `span_window`: ``resolver`` (local runs) writes only that split, and
+  later runs resolve the spans before theirs from ML Metadata (pipeline.py);
+  ``example_gen`` (the compiled Vertex / Kubeflow spec, whose span is a
+  runtime parameter) also writes the ``window_spans`` spans before N as
+  ``train`` and span N - 1 as ``previous``, the baseline of the drift check.
+  Either way a rating's history is built from every earlier span);
 * ``kind="catalog"``: one example per catalog movie, in the split ``catalog``
   (every movie of the movies file, rated or not).
 
@@ -44,16 +49,23 @@ KIND_CATALOG = "catalog"
 QUARANTINE_FILE = "quarantine.tsv"
 ENCODE_CHUNK_ROWS = 200_000
 SPAN_SPLIT = spans.SPAN_SPLIT
-RATING_SPLITS = {SPAN_SPLIT: ("train", "eval", "previous")}  # default: ("train", "eval")
+WINDOW_BY_RESOLVER, WINDOW_IN_EXAMPLE_GEN, SPAN_WINDOWS = spans.WINDOW_BY_RESOLVER, spans.WINDOW_IN_EXAMPLE_GEN, spans.SPAN_WINDOWS
+
+
+def rating_splits(split_method: str, span_window: str = WINDOW_BY_RESOLVER) -> Tuple[str, ...]:
+    """The splits the ratings ExampleGen writes."""
+    if split_method != SPAN_SPLIT:
+        return ("train", "eval")
+    return ("eval",) if span_window == WINDOW_BY_RESOLVER else ("train", "eval", "previous")
 
 
 def custom_config(kind: str, split_method: str, train_fraction: float, seed: int, max_bad_rows: int,
-                  max_history: int, window_spans: int) -> example_gen_pb2.CustomConfig:
+                  max_history: int, window_spans: int, span_window: str) -> example_gen_pb2.CustomConfig:
     """The executor's parameters, in ExampleGen's own `custom_config` (a Struct packed in an Any)."""
     settings = struct_pb2.Struct()
     settings.update({"kind": kind, "split_method": split_method, "train_fraction": train_fraction,
                      "seed": seed, "max_bad_rows": max_bad_rows, "max_history": max_history,
-                     "window_spans": window_spans})
+                     "window_spans": window_spans, "span_window": span_window})
     config = example_gen_pb2.CustomConfig()
     config.custom_config.Pack(settings)
     return config
@@ -97,6 +109,8 @@ def load_and_split(input_base: str, pattern: str, settings: Dict[str, Any],
         data, span_index = spans.load_cached(input_base, span, settings["max_bad_rows"])
         if settings["kind"] == KIND_CATALOG:
             return data, {}
+        if settings["span_window"] == WINDOW_BY_RESOLVER:
+            return data, {"eval": np.flatnonzero(span_index == span)}
         return data, spans.window_splits(span_index, span, settings["window_spans"], input_base)
     data = reader.load_cached(_data_path(input_base, pattern), settings["max_bad_rows"])
     if settings["kind"] == KIND_CATALOG:
@@ -193,10 +207,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         for split, size in sizes.items():
             artifact.set_int_custom_property(f"num_examples_{split}", size)
         if settings["split_method"] == SPAN_SPLIT and settings["kind"] == KIND_RATINGS:
-            # The window this run read (the span is also TFX's span property, from the driver).
+            # The span is also TFX's span property, from the driver.
             artifact.set_int_custom_property("eval_span", span)
-            artifact.set_int_custom_property("first_train_span", spans.first_train_span(
-                spans.available(input_base), span, settings["window_spans"]))
+            if settings["span_window"] == WINDOW_IN_EXAMPLE_GEN:  # the window this run read
+                artifact.set_int_custom_property("first_train_span", spans.first_train_span(
+                    spans.available(input_base), span, settings["window_spans"]))
         if data.bad_rows:
             with tf.io.gfile.GFile(files.join(artifact.uri, QUARANTINE_FILE), "w") as stream:
                 reader.write_quarantine(data.bad_rows, stream)
@@ -226,12 +241,14 @@ class MovieLensExampleGen(FileBasedExampleGen):
         max_bad_rows: int = 0,
         max_history: int = 50,
         window_spans: int = 4,
+        span_window: str = WINDOW_BY_RESOLVER,
         range_config=None,
     ):
         check_choice("kind", kind, (KIND_RATINGS, KIND_CATALOG))
+        check_choice("span_window", span_window, SPAN_WINDOWS)
         spans.check_split(split_method, train_fraction, window_spans)
         input_base, pattern = input_location(data_path, split_method)
-        names = ["catalog"] if kind == KIND_CATALOG else list(RATING_SPLITS.get(split_method, ("train", "eval")))
+        names = ["catalog"] if kind == KIND_CATALOG else list(rating_splits(split_method, span_window))
         super().__init__(
             input_base=input_base,
             # Every output split reads the same files; the executor splits them.
@@ -240,6 +257,6 @@ class MovieLensExampleGen(FileBasedExampleGen):
             ),
             output_config=example_gen_pb2.Output(),
             custom_config=custom_config(kind, split_method, train_fraction, seed, max_bad_rows, max_history,
-                                        window_spans),
+                                        window_spans, span_window),
             range_config=range_config,
         )

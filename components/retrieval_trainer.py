@@ -9,6 +9,9 @@ its file pattern to `run_fn` as `fn_args.custom_config[CATALOG_PATTERN_KEY]`.
 job (TFX's google_cloud_ai_platform extension). The optional `base_model`
 channel is TrainerSpec's own: TFX hands the base model's serving directory to
 `run_fn` as `fn_args.base_model`, which warm starts from it (trainer.warm_start).
+The optional `eval_examples` channel replaces `examples` as what `eval_args`
+reads: a local span run trains on its window's spans (`examples`, several
+artifacts) and measures on its own span, another artifact.
 """
 
 from __future__ import annotations
@@ -23,30 +26,39 @@ from tfx.orchestration import data_types
 from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
-from tfx.utils import json_utils
+from tfx.utils import io_utils, json_utils, proto_utils
 
 from trainer.config import CATALOG_PATTERN_KEY
 
 CATALOG_KEY = "catalog"
+EVAL_EXAMPLES_KEY = "eval_examples"
 
 
 class RetrievalTrainerSpec(standard_component_specs.TrainerSpec):
     INPUTS = {
         **standard_component_specs.TrainerSpec.INPUTS,
         CATALOG_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        EVAL_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples, optional=True),
     }
 
 
-def add_catalog_to_fn_args(fn_args, input_dict: Dict[str, List[types.Artifact]]):
+def add_catalog_to_fn_args(fn_args, input_dict: Dict[str, List[types.Artifact]], exec_properties):
+    """fn_args with the catalog's file pattern in custom_config, and eval_files from eval_examples if given."""
     catalog = artifact_utils.get_single_instance(input_dict[CATALOG_KEY])
     pattern = artifact_utils.get_split_uri([catalog], "catalog").rstrip("/") + "/*"
     fn_args.custom_config = dict(fn_args.custom_config or {}, **{CATALOG_PATTERN_KEY: pattern})
+    if input_dict.get(EVAL_EXAMPLES_KEY):
+        eval_args = trainer_pb2.EvalArgs()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.EVAL_ARGS_KEY], eval_args)
+        fn_args.eval_files = [io_utils.all_files_pattern(uri) for split in eval_args.splits
+                              for uri in artifact_utils.get_split_uris(input_dict[EVAL_EXAMPLES_KEY], split)]
     return fn_args
 
 
 class Executor(trainer_executor.GenericExecutor):
     def _GetFnArgs(self, input_dict, output_dict, exec_properties):
-        return add_catalog_to_fn_args(super()._GetFnArgs(input_dict, output_dict, exec_properties), input_dict)
+        return add_catalog_to_fn_args(super()._GetFnArgs(input_dict, output_dict, exec_properties), input_dict,
+                                      exec_properties)
 
 
 class VertexTrainingExecutor(ai_platform_trainer_executor.GenericExecutor):
@@ -73,9 +85,11 @@ class RetrievalTrainer(base_component.BaseComponent):
         custom_config: Union[Dict[str, Any], data_types.RuntimeParameter, None] = None,
         schema: Optional[types.BaseChannel] = None,
         base_model: Optional[types.BaseChannel] = None,
+        eval_examples: Optional[types.BaseChannel] = None,
     ):
         super().__init__(spec=RetrievalTrainerSpec(
             examples=examples,
+            eval_examples=eval_examples,
             catalog=catalog,
             transform_graph=transform_graph,
             schema=schema,

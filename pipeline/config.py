@@ -134,6 +134,12 @@ class PipelineConfig:
     # (TFX's FileBasedDriver picks it); a compiled spec takes it at submission.
     window_spans: int = 4
     span: Optional[int] = None
+    # Where the window comes from (components.example_gen): "resolver" (local
+    # runs) ingests each span once and resolves the window's spans from ML
+    # Metadata with TFX's span-range resolver; "example_gen" rebuilds the
+    # window inside ExampleGen, what a compiled spec does (its span is a
+    # runtime parameter, and KubeflowV2 compiles no span-range resolver).
+    span_window: str = spans.WINDOW_BY_RESOLVER
     # Drift: DistributionValidator compares span N with span N - 1: the
     # Jensen-Shannon divergence of each feature named here, beyond its
     # threshold, is a finding (see README "Drift" for how they were set).
@@ -174,6 +180,10 @@ class PipelineConfig:
 
     def __post_init__(self):
         spans.check_split(self.split, self.train_fraction, self.window_spans)
+        check_choice("span_window", self.span_window, spans.SPAN_WINDOWS)
+        if self.span_as_runtime_parameter and self.span_window != spans.WINDOW_IN_EXAMPLE_GEN:
+            raise ConfigError("span_as_runtime_parameter needs span_window 'example_gen' (a compiled spec "
+                              "cannot resolve a window around a span it learns only when it runs)")
         if self.span is not None and (self.split != spans.SPAN_SPLIT or self.span < 0):
             raise ConfigError(f"span: {self.span} needs split 'span' and a span number >= 0")
         for feature, threshold in self.drift_thresholds:
@@ -198,6 +208,11 @@ class PipelineConfig:
             f"--direct_num_workers={max(1, self.beam_workers)}",
             "--sdk_container_image=in-process",
         )
+
+    @property
+    def window_by_resolver(self) -> bool:
+        """True when a span run's training window is resolved from ML Metadata (span_window)."""
+        return self.split == spans.SPAN_SPLIT and self.span_window == spans.WINDOW_BY_RESOLVER
 
     @property
     def transform_config(self) -> TransformConfig:

@@ -10,9 +10,10 @@ the RuntimeParameter `model_config`, so one spec serves both variants:
 A span-aware spec (split "span", continuous training) also has the
 RuntimeParameter `range_config`: the span the run ingests (`job_arguments`
 with span=N; by default the latest span present). Its window is built inside
-ExampleGen and its Trainer warm-starts from the latest blessed model: TFX
-1.16's KubeflowV2 compiler supports only the latest-artifact and
-latest-blessed resolver strategies, not SpanRangeStrategy.
+ExampleGen (span_window "example_gen"), where a local run resolves it from ML
+Metadata: TFX 1.16's KubeflowV2 compiler supports only the latest-artifact and
+latest-blessed resolver strategies, not span ranges. Its Trainer warm-starts
+from the latest blessed model.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Dict, Optional
 from google.protobuf import json_format
 from tfx import v1 as tfx
 
-from components.example_gen import SPAN_SPLIT
+from components.example_gen import SPAN_SPLIT, WINDOW_IN_EXAMPLE_GEN
 from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.pipeline import MODEL_CONFIG_PARAMETER, RANGE_CONFIG_PARAMETER, create_pipeline, span_range_config
 
@@ -42,7 +43,8 @@ USE_PIPELINE_SPEC_2_1 = True
 def compile_pipeline(config: PipelineConfig, image: str, output: str) -> str:
     """Writes the KFP v2 pipeline job spec for `config` to `output`; returns its path."""
     config = config.replace(model_config_as_runtime_parameter=True,
-                            span_as_runtime_parameter=config.split == SPAN_SPLIT)
+                            span_as_runtime_parameter=config.split == SPAN_SPLIT,
+                            span_window=WINDOW_IN_EXAMPLE_GEN)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=image, use_pipeline_spec_2_1=USE_PIPELINE_SPEC_2_1),

@@ -24,9 +24,10 @@ from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 from tfx.orchestration.portable import launcher
 
+from components.movielens import files, spans
 from core.errors import UserError
 from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import create_pipeline, latest_span
 
 Progress = Callable[[str], None]
 
@@ -179,16 +180,92 @@ def _reporting_launches(progress: Progress, timings: List[Dict]) -> Iterator[Non
         launcher.Launcher.launch = original
 
 
+def _latest_per_span(store, context_name: str, type_name: str, span_of) -> Dict[int, metadata_store_pb2.Artifact]:
+    """The latest (highest id) live artifact of type `type_name` of each span in a node's context."""
+    context = store.get_context_by_type_and_name("node", context_name)
+    types = [t for t in store.get_artifact_types() if t.name == type_name]
+    if context is None or not types:
+        return {}
+    artifacts = [a for a in store.get_artifacts_by_context(context.id)
+                 if a.type_id == types[0].id and a.state == metadata_store_pb2.Artifact.LIVE]
+    spans_by_id = span_of(artifacts)
+    latest: Dict[int, metadata_store_pb2.Artifact] = {}
+    for a in sorted(artifacts, key=lambda a: a.id):
+        if spans_by_id.get(a.id) is not None:
+            latest[spans_by_id[a.id]] = a
+    return latest
+
+
+def spans_to_ingest(config: PipelineConfig, first: int, last: int) -> List[int]:
+    """The spans of first..last that a local span run (span_window "resolver") must ingest before it runs.
+
+    A span needs ingesting when no run wrote its examples, or the latest run that did read it with other
+    ExampleGen settings (history length, bad-row budget, ...): the window must hold what this config would
+    write. The last span also needs its statistics (the drift check's baseline).
+    """
+    from tfx.types import standard_artifacts
+
+    from components.example_gen import read_settings
+    from components.span_resolvers import span_of, statistics_spans
+
+    if config.metadata_mysql is None and not os.path.exists(config.metadata_path):
+        return list(range(first, last + 1))
+    import ml_metadata as mlmd
+
+    store = mlmd.MetadataStore(config.metadata_connection_config())
+    examples = _latest_per_span(store, f"{config.pipeline_name}.RatingsExampleGen",
+                                standard_artifacts.Examples.TYPE_NAME, lambda found: {a.id: span_of(a) for a in found})
+    statistics = _latest_per_span(store, f"{config.pipeline_name}.StatisticsGen",
+                                  standard_artifacts.ExampleStatistics.TYPE_NAME,
+                                  lambda found: statistics_spans(store, [a.id for a in found]))
+    wanted = read_settings({"custom_config": _ratings_custom_config(config)})
+    needed = []
+    for span in range(first, last + 1):
+        artifact = examples.get(span)
+        stale = artifact is None or _producer_settings(store, artifact.id, read_settings) != wanted
+        if stale or (span == last and span not in statistics):
+            needed.append(span)
+    return needed
+
+
+def _ratings_custom_config(config: PipelineConfig) -> str:
+    """The ratings ExampleGen's custom_config (JSON, as components hold it) for `config`."""
+    [ratings_gen] = [c for c in create_pipeline(config, ingest_only=True).components if c.id == "RatingsExampleGen"]
+    return ratings_gen.exec_properties["custom_config"]
+
+
+def _producer_settings(store, artifact_id: int, read_settings) -> Optional[Dict]:
+    events = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type == metadata_store_pb2.Event.OUTPUT]
+    if not events:
+        return None
+    [execution] = store.get_executions_by_id([events[0].execution_id])
+    stored = execution.custom_properties.get("custom_config")
+    return read_settings({"custom_config": stored.string_value}) if stored is not None else None
+
+
 def run_pipeline(config: PipelineConfig, progress: Optional[Progress] = None,
                  to_nodes: Optional[Sequence[str]] = None) -> List[Dict]:
     """Runs the pipeline for `config` to completion (or only up to `to_nodes`,
-    e.g. the ingestion part); returns per-component timings."""
+    e.g. the ingestion part); returns per-component timings.
+
+    A local span run (span_window "resolver") first ingests the spans of its
+    window that need it (spans_to_ingest), each as its own run of the
+    ingestion part: what the scheduler would have run when that span landed.
+    """
     check_metadata(config)
     os.makedirs(config.output_dir, exist_ok=True)
+    say = progress or (lambda line: None)
     timings: List[Dict] = []
     run_options = RunOptions(to_nodes=list(to_nodes)) if to_nodes else None
     mysql = config.metadata_mysql
     password = mysql.password if mysql else ""
-    with _reporting_launches(progress or (lambda line: None), timings), _secret_kept_out_of_logs(password):
+    with _reporting_launches(say, timings), _secret_kept_out_of_logs(password):
+        if config.window_by_resolver and not to_nodes:
+            config = config.replace(span=latest_span(config) if config.span is None else config.span)
+            first, last = spans.window(spans.available(files.absolute(config.data_path)), config.span,
+                                       config.window_spans, config.data_path)
+            for span in spans_to_ingest(config, first, last):
+                say(f"--- ingesting span {span} (in the training window of span {config.span})")
+                _LocalDagRunner(password).run(create_pipeline(config.replace(span=span), ingest_only=True))
         _LocalDagRunner(password).run(create_pipeline(config), run_options=run_options)
     return timings

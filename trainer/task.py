@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -62,15 +62,20 @@ RAW_RATING_SPEC = F.raw_rating_spec()
 _ORDER_KEYS = (F.USER_ID, F.MOVIE_TITLE, F.TIMESTAMP)
 
 
-def records(file_pattern: str) -> tf.data.Dataset:
-    """Serialized tf.Examples, string [], from gzipped TFRecords, in file order."""
-    files = sorted(tf.io.gfile.glob(file_pattern))
+# One file pattern, or several (TFX's train_files of a span run's window: one per span).
+Patterns = Union[str, Sequence[str]]
+
+
+def records(file_pattern: Patterns) -> tf.data.Dataset:
+    """Serialized tf.Examples, string [], from gzipped TFRecords, in file order (sorted file names)."""
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    files = sorted(name for pattern in patterns for name in tf.io.gfile.glob(pattern))
     if not files:
-        raise FileNotFoundError(f"no example files match {file_pattern}")
+        raise FileNotFoundError(f"no example files match {', '.join(patterns)}")
     return tf.data.TFRecordDataset(files, compression_type="GZIP")
 
 
-def parsed(file_pattern: str, feature_spec: Dict, batch_size: int) -> tf.data.Dataset:
+def parsed(file_pattern: Patterns, feature_spec: Dict, batch_size: int) -> tf.data.Dataset:
     """Batches of examples parsed with `feature_spec`, in file order."""
     return records(file_pattern).batch(batch_size).map(lambda batch: tf.io.parse_example(batch, feature_spec))
 
@@ -88,13 +93,13 @@ def _order(parts: List[Dict[str, tf.Tensor]]) -> np.ndarray:
     return np.lexsort([_column(parts, name).numpy() for name in reversed(_ORDER_KEYS)])
 
 
-def canonical_order(file_pattern: str) -> np.ndarray:
+def canonical_order(file_pattern: Patterns) -> np.ndarray:
     """int64 [num_ratings]: the file-order positions of the split's ratings sorted by user, title,
     timestamp (ties in file order), so that the order does not depend on how the files were written."""
     return _order(list(parsed(file_pattern, {name: RAW_RATING_SPEC[name] for name in _ORDER_KEYS}, 100_000)))
 
 
-def raw_ratings(file_pattern: str) -> Dict[str, tf.Tensor]:
+def raw_ratings(file_pattern: Patterns) -> Dict[str, tf.Tensor]:
     """The split's raw model inputs (RAW_RATING_SPEC), each a tensor [num_ratings] (ragged
     [num_ratings, None] for the history lists), in canonical_order whatever the file order."""
     parts = list(parsed(file_pattern, RAW_RATING_SPEC, 100_000))
@@ -143,7 +148,7 @@ def _row_batches(columns: Dict[str, tf.Tensor], rows: tf.data.Dataset, batch_siz
 TRAINING_SPEC = {name: spec for name, spec in RAW_RATING_SPEC.items() if name != F.RATED_BEFORE}
 
 
-def transformed_ratings(file_pattern: str, transform_layer, order: Optional[np.ndarray] = None,
+def transformed_ratings(file_pattern: Patterns, transform_layer, order: Optional[np.ndarray] = None,
                         chunk_size: int = 16_384) -> Dict[str, tf.Tensor]:
     """`transform_layer` applied once to every rating of the split (TRAINING_SPEC), streamed from the
     files chunk by chunk: transformed columns (ragged [rows, None] for list features) in canonical_order
@@ -164,7 +169,7 @@ def shuffled_batches(columns: Dict[str, tf.Tensor], batch_size: int, seed: int) 
     return _row_batches(columns, rows, batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def sampled_ratings(file_pattern: str, order: np.ndarray, max_rows: int, seed: int) -> Dict[str, tf.Tensor]:
+def sampled_ratings(file_pattern: Patterns, order: np.ndarray, max_rows: int, seed: int) -> Dict[str, tf.Tensor]:
     """Every raw input (RAW_RATING_SPEC, rated_before included) of a seeded sample of at most `max_rows`
     of the split's ratings (all when there are fewer): the sample drawn over canonical positions (`order`:
     canonical_order), the rows read in file order, streamed; only the sample is held."""
@@ -182,7 +187,7 @@ def sampled_ratings(file_pattern: str, order: np.ndarray, max_rows: int, seed: i
     return {name: tf.concat([part[name] for part in parts], axis=0) for name in RAW_RATING_SPEC}
 
 
-def rating_batches(file_pattern: str, transform_layer, batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
+def rating_batches(file_pattern: Patterns, transform_layer, batch_size: int, shuffle_seed=None) -> tf.data.Dataset:
     """Batches of rating features from ExampleGen's raw examples through `transform_layer` (the
     Transform layer the exported model applies to its raw inputs).
 
@@ -404,7 +409,7 @@ def run_fn(fn_args) -> None:
     tf.config.experimental.enable_op_determinism()
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     transform_layer = tf_transform_output.transform_features_layer()
-    train_files, eval_files = _one(fn_args.train_files), _one(fn_args.eval_files)
+    train_files, eval_files = fn_args.train_files, fn_args.eval_files
 
     model = build_model(tf_transform_output, config)
     # Transformed once, not once per epoch; raw inputs are held only for the train metric's sample.
@@ -463,7 +468,3 @@ def run_fn(fn_args) -> None:
         exclude_history=config.exclude_history,
     )
     warm_start.write_sidecar(fn_args.serving_model_dir, model, model_vocabularies(model, tf_transform_output))
-
-
-def _one(files: List[str]) -> str:
-    return files[0] if isinstance(files, (list, tuple)) else files

@@ -51,6 +51,8 @@ TITLE_FREQUENCY_VOCAB = "movie_title_frequency"
 # examples carry MOVIE_ID and MOVIE_TITLE.)
 _RAW_RATING_TYPES = {USER_ID: tf.string, MOVIE_ID: tf.string, MOVIE_TITLE: tf.string, TIMESTAMP: tf.int64}
 _RAW_LIST_TYPES = {HISTORY: tf.string, HISTORY_TIMESTAMPS: tf.int64, RATED_BEFORE: tf.string}
+# The variable-length list features: any length, empty included, whatever one batch of data shows.
+RAW_LIST_FEATURES = tuple(_RAW_LIST_TYPES)
 _CATALOG_TYPES = {MOVIE_ID: tf.string, MOVIE_TITLE: tf.string}
 
 

@@ -83,8 +83,11 @@ def build(user_codes: np.ndarray, timestamps: np.ndarray, is_eval: np.ndarray, m
     owner = np.repeat(np.arange(n), lengths)
     step = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
     position = cut[owner] - 1 - step
-    rows = np.where(source_of[owner] == 0, everything[position], train_only[np.minimum(position, max(len(train_only) - 1, 0))])
-    return Histories(offsets=offsets, rows=rows.astype(np.int64), full_lengths=full_lengths.astype(np.int64))
+    rows = np.empty(len(owner), np.int64)
+    from_everything = source_of[owner] == 0
+    rows[from_everything] = everything[position[from_everything]]
+    rows[~from_everything] = train_only[position[~from_everything]]  # none when every rating is eval (a span run)
+    return Histories(offsets=offsets, rows=rows, full_lengths=full_lengths.astype(np.int64))
 
 
 def length_bucket(length: int) -> str:

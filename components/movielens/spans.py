@@ -41,6 +41,10 @@ from core.errors import ConfigError, check_choice
 
 SPAN_SPLIT = "span"  # the split method of a span layout (the others: reader.SPLIT_METHODS)
 SPLIT_METHODS = reader.SPLIT_METHODS + (SPAN_SPLIT,)
+# Where a span run's training window comes from (components.example_gen,
+# PipelineConfig.span_window): resolved from ML Metadata, or built by ExampleGen.
+WINDOW_BY_RESOLVER, WINDOW_IN_EXAMPLE_GEN = "resolver", "example_gen"
+SPAN_WINDOWS = (WINDOW_BY_RESOLVER, WINDOW_IN_EXAMPLE_GEN)
 SPAN_DIR = "span-{}"
 # TFX's FileBasedDriver pattern of one span's files (ExampleGen's input_config).
 SPAN_PATTERN = "span-{SPAN}/*"
@@ -239,14 +243,20 @@ def first_train_span(present: Sequence[int], span: int, window_spans: int) -> in
     return max(min(present), span - window_spans)
 
 
-def window_splits(span_index: np.ndarray, span: int, window_spans: int, root: str = "") -> Dict[str, np.ndarray]:
-    """Row indices (ascending) of the run for `span`: train = the window_spans spans before it,
-    eval = the span itself (the first data the model would serve), previous = span - 1 (drift baseline)."""
-    first = int(span_index.min())
+def window(present: Sequence[int], span: int, window_spans: int, root: str = "") -> Tuple[int, int]:
+    """(first, last): the spans the run for `span` trains on, the window_spans spans before it (never
+    before the first span present). Raises DataError for the first span: nothing is before it."""
+    first = min(present)
     if span <= first:
         raise DataError(f"{span_dir(root, span)}: span {span} is the first span: there is nothing before it to "
                         f"train on (the first trainable span is {first + 1})")
-    start = first_train_span([first], span, window_spans)
+    return first_train_span(present, span, window_spans), span - 1
+
+
+def window_splits(span_index: np.ndarray, span: int, window_spans: int, root: str = "") -> Dict[str, np.ndarray]:
+    """Row indices (ascending) of the run for `span`: train = the window_spans spans before it,
+    eval = the span itself (the first data the model would serve), previous = span - 1 (drift baseline)."""
+    start, _ = window([int(span_index.min())], span, window_spans, root)
     return {
         "train": np.flatnonzero((span_index >= start) & (span_index < span)),
         "eval": np.flatnonzero(span_index == span),

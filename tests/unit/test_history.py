@@ -43,6 +43,17 @@ def test_histories_match_a_brute_force_oracle_and_truncate():
         assert r not in h.of(r)
 
 
+def test_every_rating_eval_or_every_rating_train_matches_the_oracle():
+    # A local span run ingests only its span, every rating eval: no train rating at all (and the reverse).
+    rng = np.random.default_rng(2)
+    users, timestamps = rng.integers(0, 6, size=120), rng.integers(0, 30, size=120)
+    for flag in (True, False):
+        is_eval = np.full(120, flag)
+        h = history.build(users, timestamps, is_eval, max_length=7)
+        for r, (expected, full) in enumerate(_brute_force(users, timestamps, is_eval, 7)):
+            assert h.of(r).tolist() == expected and h.full_lengths[r] == full, (flag, r)
+
+
 def test_only_lists_the_chosen_ratings_and_keeps_their_histories_whole():
     rng = np.random.default_rng(1)
     n = 300

@@ -101,18 +101,19 @@ def test_a_corrupted_span_file_names_its_line(layout):
         spans.load(layout, 3)
 
 
-def _examples(tmp_path, root, span, window_spans):
+def _examples(tmp_path, root, span, window_spans, span_window=spans.WINDOW_IN_EXAMPLE_GEN):
     component = example_gen.MovieLensExampleGen(data_path=root, split_method="span", window_spans=window_spans,
-                                                max_history=10)
+                                                max_history=10, span_window=span_window)
     settings = example_gen.read_settings(component.exec_properties)  # the custom_config is already JSON
     out = {}
     with beam.Pipeline() as pipeline:
         _, splits, sizes = example_gen.generate_examples(pipeline, root, spans.SPAN_PATTERN, settings, span)
         for name, pcoll in splits.items():
-            _ = pcoll | f"Write[{name}]" >> beam.io.WriteToTFRecord(str(tmp_path / f"{name}"), shard_name_template="")
+            _ = pcoll | f"Write[{name}]" >> beam.io.WriteToTFRecord(str(tmp_path / f"{span_window}-{name}"),
+                                                                    shard_name_template="")
     for name in sizes:
         out[name] = []
-        for record in tf.data.TFRecordDataset(str(tmp_path / name)):
+        for record in tf.data.TFRecordDataset(str(tmp_path / f"{span_window}-{name}")):
             feature = tf.train.Example.FromString(record.numpy()).features.feature
             out[name].append((feature["user_id"].bytes_list.value[0].decode(),
                               feature["movie_id"].bytes_list.value[0].decode(),
@@ -132,3 +133,9 @@ def test_the_run_for_a_span_carries_history_from_every_earlier_span(tmp_path):
     assert out["train"] == [("1", "3", ["2", "1"])]
     assert sorted(out["eval"]) == [("1", "4", ["3", "2", "1"]), ("2", "4", ["5", "6"])]
     assert out["previous"] == out["train"]
+    # Ingested span by span (span_window "resolver"), each run writes only its span, with the same
+    # histories: span 4's run, and span 3's run, whose examples a later window resolves.
+    alone = _examples(tmp_path, str(root), span=4, window_spans=1, span_window=spans.WINDOW_BY_RESOLVER)
+    assert set(alone) == {"eval"} and sorted(alone["eval"]) == sorted(out["eval"])
+    earlier = _examples(tmp_path, str(root), span=3, window_spans=1, span_window=spans.WINDOW_BY_RESOLVER)
+    assert earlier == {"eval": out["train"]}

@@ -1,0 +1,139 @@
+"""How a local span run finds earlier spans' artifacts in ML Metadata (span_window "resolver").
+
+The run for span N ingests only span N (components.example_gen). It finds
+
+* its training window, spans first..N-1 of RatingsExampleGen's Examples:
+  `training_window`, TFX's SpanRangeStrategy with a StaticRange, keeping the
+  latest ingestion of each span (`LatestPerSpanRangeStrategy`: SpanRangeStrategy
+  returns every artifact in range, so a span ingested twice, say with another
+  history length, would be trained on twice);
+* the drift baseline, span N - 1's statistics: `previous_span_statistics`;
+* Transform's analyzer cache from the previous run (`latest_analyzer_cache`):
+  TFT keys it by input file pattern, so the spans this window shares with the
+  previous one are not analysed again.
+
+Why not TFX's newer resolver functions (canned_resolver_functions.static_range)
+or the artifacts' `span` property: in TFX 1.16 ExampleGen's driver records the
+span only as the custom property "span" (what SpanRangeStrategy reads); the
+`span` and `version` properties stay unset, so the resolver functions see
+every artifact as span 0, and so does StatisticsGen, which copies
+`examples.span` to its statistics. A statistics artifact's span is therefore
+read from the examples it was computed from (`statistics_span`).
+
+A static range rather than a RollingRange: the run knows its span, and
+rerunning an older span after newer ones landed must still train on the spans
+before it, where a rolling range would take the newest. Both resolvers query
+every run of the pipeline (a plain Channel naming the producer), not only the
+current run, as an upstream node's output channel would.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx import types
+from tfx import v1 as tfx
+from tfx.dsl.input_resolution.strategies.span_range_strategy import SpanRangeStrategy
+
+EXAMPLES_KEY = "examples"
+STATISTICS_KEY = "statistics"
+SPAN_PROPERTY = "span"  # ExampleGen's custom property (example_gen utils.SPAN_PROPERTY_NAME)
+
+
+def span_of(artifact: metadata_store_pb2.Artifact) -> Optional[int]:
+    """The span ExampleGen recorded on an Examples artifact (custom property; older TFX wrote a string)."""
+    value = artifact.custom_properties.get(SPAN_PROPERTY)
+    if value is None:
+        return None
+    return int(value.string_value) if value.WhichOneof("value") == "string_value" else int(value.int_value)
+
+
+def statistics_spans(store, statistics_ids: List[int]) -> Dict[int, Optional[int]]:
+    """{statistics artifact id: the span of the examples it was computed from} (lineage in ML Metadata)."""
+    producers = {e.artifact_id: e.execution_id for e in store.get_events_by_artifact_ids(statistics_ids)
+                 if e.type == metadata_store_pb2.Event.OUTPUT}
+    inputs: Dict[int, int] = {}
+    for event in store.get_events_by_execution_ids(sorted(set(producers.values()))):
+        if event.type == metadata_store_pb2.Event.INPUT:
+            inputs[event.execution_id] = event.artifact_id
+    examples = {a.id: a for a in store.get_artifacts_by_id(sorted(set(inputs.values())))}
+    return {sid: span_of(examples[inputs[eid]]) if eid in inputs else None for sid, eid in producers.items()}
+
+
+class LatestPerSpanRangeStrategy(SpanRangeStrategy):
+    """SpanRangeStrategy, then the latest artifact (highest id) of each span; None unless a StaticRange
+    is complete (every span from start to end), so that no run trains on part of its window."""
+
+    def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
+                          ) -> Optional[Dict[str, List[types.Artifact]]]:
+        resolved = super().resolve_artifacts(store, input_dict)
+        if resolved is None:
+            return None
+        out = {}
+        for key, artifacts in resolved.items():
+            latest: Dict[int, types.Artifact] = {}
+            for artifact in artifacts:
+                span = span_of(artifact.mlmd_artifact)
+                if span not in latest or artifact.id > latest[span].id:
+                    latest[span] = artifact
+            if self._range_config.HasField("static_range"):
+                wanted = range(self._range_config.static_range.start_span_number,
+                               self._range_config.static_range.end_span_number + 1)
+                if set(latest) != set(wanted):
+                    return None
+            out[key] = [latest[span] for span in sorted(latest)]
+        return out
+
+
+def training_window(example_gen_id: str, first: int, last: int) -> tfx.dsl.Resolver:
+    """A Resolver of spans first..last of `example_gen_id`'s examples, from every run (see module docstring)."""
+    return tfx.dsl.Resolver(
+        strategy_class=LatestPerSpanRangeStrategy,
+        config={"range_config": tfx.proto.RangeConfig(
+            static_range=tfx.proto.StaticRange(start_span_number=first, end_span_number=last))},
+        **{EXAMPLES_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                         producer_component_id=example_gen_id, output_key="examples")},
+    ).with_id("TrainingWindowResolver")
+
+
+class SpanStatisticsStrategy(tfx.dsl.experimental.ResolverStrategy):
+    """The latest ExampleStatistics computed from one span's examples (statistics_span)."""
+
+    def __init__(self, span: int):
+        self._span = span
+
+    def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
+                          ) -> Optional[Dict[str, List[types.Artifact]]]:
+        candidates = input_dict[STATISTICS_KEY]
+        spans = statistics_spans(store, [a.id for a in candidates])
+        found = [a for a in candidates if spans.get(a.id) == self._span]
+        return {STATISTICS_KEY: [max(found, key=lambda a: a.id)]} if found else None
+
+
+def previous_span_statistics(statistics_gen_id: str, span: int) -> tfx.dsl.Resolver:
+    """A Resolver of span `span`'s latest statistics, from every run of `statistics_gen_id`."""
+    return tfx.dsl.Resolver(
+        strategy_class=SpanStatisticsStrategy,
+        config={"span": span},
+        **{STATISTICS_KEY: tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                           producer_component_id=statistics_gen_id, output_key="statistics")},
+    ).with_id("PreviousSpanStatisticsResolver")
+
+
+class LatestIfAnyStrategy(tfx.dsl.experimental.ResolverStrategy):
+    """The latest artifact (highest id) of each input, or none: LatestArtifactStrategy fails its
+    resolution (and logs a traceback) when there is nothing yet, as on a first run."""
+
+    def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
+                          ) -> Optional[Dict[str, List[types.Artifact]]]:
+        return {key: sorted(artifacts, key=lambda a: a.id)[-1:] for key, artifacts in input_dict.items()}
+
+
+def latest_analyzer_cache(transform_id: str) -> tfx.dsl.Resolver:
+    """A Resolver of the latest analyzer cache `transform_id` wrote, in any run (none on the first)."""
+    return tfx.dsl.Resolver(
+        strategy_class=LatestIfAnyStrategy,
+        analyzer_cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache,
+                                       producer_component_id=transform_id, output_key="updated_analyzer_cache"),
+    ).with_id("AnalyzerCacheResolver")
