@@ -120,3 +120,19 @@ def test_the_train_metric_sample_is_the_same_ratings_whatever_the_file_order(tmp
     everything = sample("a.gz", 1000)  # fewer ratings than max_rows: all of them
     assert everything == sorted((u.encode(), t.encode(), ts) for u, t, ts in rows)
     assert set(first) < set(everything) and len(set(first)) == 50  # distinct ratings, a proper sample
+
+
+def test_one_read_gives_the_canonical_order_and_the_columns_in_it(tmp_path):
+    from trainer import task
+
+    _in_two_file_orders(tmp_path, seed=2)
+    path = str(tmp_path / "b.gz")
+
+    def identity(features):  # the raw scalars as they come, [batch]
+        return {key: tf.reshape(value, [-1]) for key, value in features.items() if not isinstance(value, tf.SparseTensor)}
+
+    columns, order = task.transformed_ratings_and_order(path, identity)
+    assert order.tolist() == task.canonical_order(path).tolist()  # the same order as reading the files again
+    again = task.transformed_ratings(path, identity, task.canonical_order(path))
+    assert {key: value.numpy().tolist() for key, value in columns.items()} == {
+        key: value.numpy().tolist() for key, value in again.items()}

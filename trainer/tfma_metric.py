@@ -14,6 +14,7 @@ from typing import Dict, Iterable, List, Optional
 
 import apache_beam as beam
 import numpy as np
+from tensorflow_model_analysis.constants import PREDICTIONS_KEY
 from tensorflow_model_analysis.metrics import metric_types
 
 from trainer.config import GATE_K
@@ -59,7 +60,14 @@ class MeanHit(beam.CombineFn):
         return np.zeros(2)
 
     def add_input(self, accumulator: np.ndarray, element: metric_types.StandardMetricInputs) -> np.ndarray:
-        predictions = element.prediction
+        # The extract itself where it is (as the Evaluator passes it), not element.prediction (the
+        # same dict, through TFMA's generic model/output lookup): this runs once per example, slice
+        # and k (200,000 x 3 x 5 at 1M); 40,000 eval examples at 1M: TFMA 21.7 / 23.3 s -> 19.2 /
+        # 21.3 s (alternating), the same metrics.
+        try:
+            predictions = element[PREDICTIONS_KEY]
+        except KeyError:
+            predictions = element.prediction
         if self._model_name in predictions:  # several models (candidate, baseline)
             predictions = predictions[self._model_name]
         hits = np.asarray(predictions[self._output_name])
