@@ -156,7 +156,7 @@ def transformed_ratings(file_pattern: Patterns, transform_layer, order: Optional
     return transformed_ratings_and_order(file_pattern, transform_layer, order, chunk_size)[0]
 
 
-def transformed_ratings_and_order(file_pattern: str, transform_layer, order: Optional[np.ndarray] = None,
+def transformed_ratings_and_order(file_pattern: Patterns, transform_layer, order: Optional[np.ndarray] = None,
                                   chunk_size: int = 16_384):
     """(transformed_ratings, canonical_order) of the split from ONE read of its files: without `order`,
     the order keys are kept from the same parsed chunks (canonical_order read the files again: 8 s of
