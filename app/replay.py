@@ -3,8 +3,9 @@
 The data is cut into spans (components.movielens.spans; a span layout is used
 as it is). Then, for each span N from `from_span` on, in order, on one
 pipeline root and one ML Metadata store, the pipeline runs with span N:
-ExampleGen writes the window before N (train), span N (eval) and span N - 1
-(previous, for the drift check); the Trainer warm-starts from the deployed
+ExampleGen ingests span N, the window before it is resolved from the runs
+that ingested those spans (pipeline.pipeline), drift is checked against span
+N - 1; the Trainer warm-starts from the deployed
 model; the Evaluator scores the candidate and the deployed model on span N,
 the first data the candidate would serve, and blesses it only if it beats
 both the deployed model and the baselines' floor; the Pusher pushes it, or

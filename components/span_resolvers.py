@@ -49,6 +49,18 @@ def span_of(artifact: metadata_store_pb2.Artifact) -> Optional[int]:
     return int(value.string_value) if value.WhichOneof("value") == "string_value" else int(value.int_value)
 
 
+def latest_per_span(artifacts, span_of_artifact) -> Dict[int, object]:
+    """{span: the latest (highest id) of `artifacts` with that span}: which ingestion of a span counts, for
+    the resolvers and for the local runner's check of what to ingest (TFX Artifacts or ML Metadata protos,
+    both have .id); artifacts whose span is None are left out."""
+    latest: Dict[int, object] = {}
+    for artifact in sorted(artifacts, key=lambda a: a.id):
+        span = span_of_artifact(artifact)
+        if span is not None:
+            latest[span] = artifact
+    return latest
+
+
 def statistics_spans(store, statistics_ids: List[int]) -> Dict[int, Optional[int]]:
     """{statistics artifact id: the span of the examples it was computed from} (lineage in ML Metadata)."""
     producers = {e.artifact_id: e.execution_id for e in store.get_events_by_artifact_ids(statistics_ids)
@@ -72,11 +84,7 @@ class LatestPerSpanRangeStrategy(SpanRangeStrategy):
             return None
         out = {}
         for key, artifacts in resolved.items():
-            latest: Dict[int, types.Artifact] = {}
-            for artifact in artifacts:
-                span = span_of(artifact.mlmd_artifact)
-                if span not in latest or artifact.id > latest[span].id:
-                    latest[span] = artifact
+            latest = latest_per_span(artifacts, lambda a: span_of(a.mlmd_artifact))
             if self._range_config.HasField("static_range"):
                 wanted = range(self._range_config.static_range.start_span_number,
                                self._range_config.static_range.end_span_number + 1)
@@ -107,8 +115,8 @@ class SpanStatisticsStrategy(tfx.dsl.experimental.ResolverStrategy):
                           ) -> Optional[Dict[str, List[types.Artifact]]]:
         candidates = input_dict[STATISTICS_KEY]
         spans = statistics_spans(store, [a.id for a in candidates])
-        found = [a for a in candidates if spans.get(a.id) == self._span]
-        return {STATISTICS_KEY: [max(found, key=lambda a: a.id)]} if found else None
+        found = latest_per_span(candidates, lambda a: spans.get(a.id)).get(self._span)
+        return {STATISTICS_KEY: [found]} if found is not None else None
 
 
 def previous_span_statistics(statistics_gen_id: str, span: int) -> tfx.dsl.Resolver:

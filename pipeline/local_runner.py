@@ -19,15 +19,18 @@ import resource
 import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
+import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 from tfx.orchestration.portable import launcher
+from tfx.types import standard_artifacts
 
-from components.movielens import files, spans
+from components.example_gen import read_settings
+from components.span_resolvers import latest_per_span, span_of, statistics_spans
 from core.errors import UserError
 from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline, latest_span
+from pipeline.pipeline import create_components, create_pipeline, latest_span, window_spans
 
 Progress = Callable[[str], None]
 
@@ -47,7 +50,6 @@ def check_metadata(config: PipelineConfig) -> None:
     mysql = config.metadata_mysql
     if mysql is None:
         return
-    import ml_metadata as mlmd
     import pymysql
 
     def fail(reason) -> MetadataUnavailable:
@@ -180,61 +182,46 @@ def _reporting_launches(progress: Progress, timings: List[Dict]) -> Iterator[Non
         launcher.Launcher.launch = original
 
 
-def _latest_per_span(store, context_name: str, type_name: str, span_of) -> Dict[int, metadata_store_pb2.Artifact]:
-    """The latest (highest id) live artifact of type `type_name` of each span in a node's context."""
+def _live_artifacts(store, context_name: str, type_name: str) -> List[metadata_store_pb2.Artifact]:
+    """The live artifacts of type `type_name` in a node's context."""
     context = store.get_context_by_type_and_name("node", context_name)
     types = [t for t in store.get_artifact_types() if t.name == type_name]
     if context is None or not types:
-        return {}
-    artifacts = [a for a in store.get_artifacts_by_context(context.id)
-                 if a.type_id == types[0].id and a.state == metadata_store_pb2.Artifact.LIVE]
-    spans_by_id = span_of(artifacts)
-    latest: Dict[int, metadata_store_pb2.Artifact] = {}
-    for a in sorted(artifacts, key=lambda a: a.id):
-        if spans_by_id.get(a.id) is not None:
-            latest[spans_by_id[a.id]] = a
-    return latest
+        return []
+    return [a for a in store.get_artifacts_by_context(context.id)
+            if a.type_id == types[0].id and a.state == metadata_store_pb2.Artifact.LIVE]
 
 
 def spans_to_ingest(config: PipelineConfig, first: int, last: int) -> List[int]:
     """The spans of first..last that a local span run (span_window "resolver") must ingest before it runs.
 
-    A span needs ingesting when no run wrote its examples, or the latest run that did read it with other
-    ExampleGen settings (history length, bad-row budget, ...): the window must hold what this config would
-    write. The last span also needs its statistics (the drift check's baseline).
+    A span needs ingesting when no run wrote its examples, or the latest run that did (the ingestion the
+    window's resolver takes: span_resolvers.latest_per_span) read it with other ExampleGen settings
+    (history length, bad-row budget, ...): the window must hold what this config would write. The last
+    span also needs its statistics (the drift check's baseline).
     """
-    from tfx.types import standard_artifacts
-
-    from components.example_gen import read_settings
-    from components.span_resolvers import span_of, statistics_spans
-
     if config.metadata_mysql is None and not os.path.exists(config.metadata_path):
         return list(range(first, last + 1))
-    import ml_metadata as mlmd
-
     store = mlmd.MetadataStore(config.metadata_connection_config())
-    examples = _latest_per_span(store, f"{config.pipeline_name}.RatingsExampleGen",
-                                standard_artifacts.Examples.TYPE_NAME, lambda found: {a.id: span_of(a) for a in found})
-    statistics = _latest_per_span(store, f"{config.pipeline_name}.StatisticsGen",
-                                  standard_artifacts.ExampleStatistics.TYPE_NAME,
-                                  lambda found: statistics_spans(store, [a.id for a in found]))
-    wanted = read_settings({"custom_config": _ratings_custom_config(config)})
+    examples = latest_per_span(
+        _live_artifacts(store, f"{config.pipeline_name}.RatingsExampleGen", standard_artifacts.Examples.TYPE_NAME),
+        span_of)
+    found = _live_artifacts(store, f"{config.pipeline_name}.StatisticsGen", standard_artifacts.ExampleStatistics.TYPE_NAME)
+    statistics_span = statistics_spans(store, [a.id for a in found])
+    statistics = latest_per_span(found, lambda a: statistics_span.get(a.id))
+    [ratings_gen] = [c for c in create_components(config, ingest_only=True) if c.id == "RatingsExampleGen"]
+    wanted = read_settings(ratings_gen.exec_properties)
     needed = []
     for span in range(first, last + 1):
         artifact = examples.get(span)
-        stale = artifact is None or _producer_settings(store, artifact.id, read_settings) != wanted
+        stale = artifact is None or _producer_settings(store, artifact.id) != wanted
         if stale or (span == last and span not in statistics):
             needed.append(span)
     return needed
 
 
-def _ratings_custom_config(config: PipelineConfig) -> str:
-    """The ratings ExampleGen's custom_config (JSON, as components hold it) for `config`."""
-    [ratings_gen] = [c for c in create_pipeline(config, ingest_only=True).components if c.id == "RatingsExampleGen"]
-    return ratings_gen.exec_properties["custom_config"]
-
-
-def _producer_settings(store, artifact_id: int, read_settings) -> Optional[Dict]:
+def _producer_settings(store, artifact_id: int) -> Optional[Dict]:
+    """The ExampleGen settings (read_settings) of the execution that wrote an artifact."""
     events = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type == metadata_store_pb2.Event.OUTPUT]
     if not events:
         return None
@@ -262,9 +249,7 @@ def run_pipeline(config: PipelineConfig, progress: Optional[Progress] = None,
     with _reporting_launches(say, timings), _secret_kept_out_of_logs(password):
         if config.window_by_resolver and not to_nodes:
             config = config.replace(span=latest_span(config) if config.span is None else config.span)
-            first, last = spans.window(spans.available(files.absolute(config.data_path)), config.span,
-                                       config.window_spans, config.data_path)
-            for span in spans_to_ingest(config, first, last):
+            for span in spans_to_ingest(config, *window_spans(config)):
                 say(f"--- ingesting span {span} (in the training window of span {config.span})")
                 _LocalDagRunner(password).run(create_pipeline(config.replace(span=span), ingest_only=True))
         _LocalDagRunner(password).run(create_pipeline(config), run_options=run_options)

@@ -33,7 +33,7 @@ never imports it to run it.
 from __future__ import annotations
 
 import json
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from google.protobuf import json_format
 from tfx import v1 as tfx
@@ -86,6 +86,12 @@ def latest_span(config: PipelineConfig) -> int:
     return present[-1]
 
 
+def window_spans(config: PipelineConfig) -> Tuple[int, int]:
+    """(first, last): the spans the run for config.span trains on (spans.window; DataError for the first span)."""
+    return spans.window(spans.available(files.absolute(config.data_path)), config.span, config.window_spans,
+                        config.data_path)
+
+
 def create_components(config: PipelineConfig, ingest_only: bool = False) -> List:
     """The pipeline's components; with ingest_only, only what ingests a span (the ratings' ExampleGen
     and StatisticsGen: what a later run's resolvers read)."""
@@ -120,9 +126,7 @@ def create_components(config: PipelineConfig, ingest_only: bool = False) -> List
     train_examples, train_split, window, cache = (ratings_gen.outputs["examples"], "train", [],
                                                   {"disable_analyzer_cache": True})
     if config.window_by_resolver:
-        first, last = spans.window(spans.available(files.absolute(config.data_path)), config.span,
-                                   config.window_spans, config.data_path)
-        window = [training_window(ratings_gen.id, first, last), latest_analyzer_cache(TRANSFORM_ID)]
+        window = [training_window(ratings_gen.id, *window_spans(config)), latest_analyzer_cache(TRANSFORM_ID)]
         train_examples, train_split = window[0].outputs["examples"], "eval"
         cache = {"analyzer_cache": window[1].outputs["analyzer_cache"]}
     schema_gen = SchemaGen(
@@ -191,8 +195,8 @@ def create_components(config: PipelineConfig, ingest_only: bool = False) -> List
         transform_graph=transform.outputs["transform_graph"],
         run_fn=RUN_FN,
         train_args=tfx.proto.TrainArgs(splits=[train_split]),
-        # The window's spans have no split of their own to measure on: eval_examples is span N's.
-        eval_args=tfx.proto.EvalArgs(splits=[train_split if config.window_by_resolver else "eval"]),
+        # A resolved window is several spans (each one's split eval): the Trainer measures on span N's.
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         eval_examples=ratings_gen.outputs["examples"] if config.window_by_resolver else None,
         custom_config=_trainer_custom_config(config),
         # Warm start from the latest blessed model only when asked: the main
