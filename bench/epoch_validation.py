@@ -1,6 +1,6 @@
 """How many epochs: validation top-100 after each epoch, on a validation slice carved from train.
 
-  python bench/epoch_validation.py [--data DIR] [--config default] [--split temporal]
+  python bench/epoch_validation.py [--data DIR | --synthetic N] [--config default] [--split temporal]
       [--epochs 12] [--validation-fraction 0.1] [--seeds 42,43,44] [--set KEY=VALUE ...]
 
 The eval split is never read. The job's own split (`--split`, train fraction
@@ -133,6 +133,7 @@ def one_standard_error_choice(mean_by_epoch: list, n_validation: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "ml-100k"))
+    parser.add_argument("--synthetic", type=int, default=0, help="generate about this many ratings (as pipeline_bench)")
     parser.add_argument("--config", default="default")
     parser.add_argument("--split", default=None)
     parser.add_argument("--epochs", type=int, default=12)
@@ -158,7 +159,12 @@ def main() -> None:
 
     split = args.split or NAMED_SPLITS[args.config]
     work = tempfile.mkdtemp(prefix="epoch-validation-")
-    paths = prepare(os.path.abspath(args.data), args.config, split, args.validation_fraction, work)
+    data = os.path.abspath(args.data)
+    if args.synthetic:
+        from components.movielens import synthetic
+
+        data = synthetic.at_scale(os.path.join(work, "synthetic"), args.synthetic)
+    paths = prepare(data, args.config, split, args.validation_fraction, work)
     import tensorflow as tf
 
     n_validation = sum(1 for _ in tf.data.TFRecordDataset(glob.glob(paths["validation"]), compression_type="GZIP"))

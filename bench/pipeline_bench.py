@@ -12,8 +12,8 @@ total wall time (and the CPU time it used: a steadier figure on a shared
 machine), peak RSS and eval top-100 accuracies. With --script it also
 runs bench/tutorial_script.py (the tutorial as a plain TFRS script) on the
 same data and prints the ratio pipeline (tutorial config) / script.
-With --synthetic N it first generates N ratings (ml-1m layout, N/160 users,
-N/270 movies, popularity skew and time-of-day structure). --set and
+With --synthetic N it first generates about N ratings (`synthetic.at_scale`:
+ml-1m layout, N/160 users, N/270 movies, users rating in sessions). --set and
 --train-fraction, --split and --beam-workers change the config as they do for
 `movielens-tfx run`.
 """
@@ -106,8 +106,7 @@ def main() -> None:
         from components.movielens import synthetic
 
         n = args.synthetic
-        data = synthetic.generate(tempfile.mkdtemp(prefix="bench-data-"), layout="ml-1m", num_users=max(50, n // 160),
-                                  num_movies=max(100, n // 270), num_ratings=n, seed=1, time_of_day_effect=0.3, days=1000)
+        data = synthetic.at_scale(tempfile.mkdtemp(prefix="bench-data-"), n)
         print(f"synthetic data: {n} ratings in {data}")
     results = {}
     for name in args.configs.split(","):
