@@ -193,7 +193,8 @@ class HistoryQueryTower(tf.keras.Model):
     missing or OOV movies are ignored); with use_timestamps, per
     config.time_features: history_age int64 sparse [batch, <= N],
     since_previous, hour_of_day, day_of_week int64 [batch]. The history's movie embeddings (shared with
-    the candidate tower, dropout while training) plus a position embedding
+    the candidate tower; while training each is dropped whole with probability
+    history_dropout) plus a position embedding
     are pooled two ways: their mean, and one learned query token attending
     over them (multi-head attention); an empty history pools to zeros and
     the query token alone. Time features: embeddings of the calendar and of
@@ -209,7 +210,7 @@ class HistoryQueryTower(tf.keras.Model):
         self._length = config.history_length
         self._time = set(config.time_features) if config.use_timestamps else set()
         self._normalize = config.normalize
-        self.dropout = tf.keras.layers.Dropout(config.history_dropout)
+        self.dropout = tf.keras.layers.Dropout(config.history_dropout, noise_shape=(None, config.history_length, 1))
         self.position_embedding = tf.keras.layers.Embedding(config.history_length, d, name="position_embedding")
         self.attention = None
         if config.history_encoder == "attention":

@@ -35,3 +35,20 @@ def test_single_query_attention_is_multi_head_attention_with_the_same_weights_an
                             tape.gradient(loss_expected, [keys, query, *keras.weights]), strict=True):
         # The key bias moves no output (softmax is shift-invariant): both gradients are ~0.
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_history_dropout_drops_whole_movies_while_training():
+    from trainer.config import NAMED_CONFIGS
+    from trainer.model import HistoryQueryTower, MovieCandidateTower
+
+    config = NAMED_CONFIGS["default"]
+    tower = HistoryQueryTower(MovieCandidateTower(20, config), 20, config)
+    tf.keras.utils.set_random_seed(2)
+    embedded = tf.ones([64, config.history_length, config.embedding_dim])
+    dropped = tower.dropout(embedded, training=True).numpy()
+    kept = 1.0 / (1.0 - config.history_dropout)
+    per_movie = dropped[:, :, 0]
+    assert np.all(dropped == per_movie[:, :, None]), "a movie's embedding is dropped or kept whole"
+    np.testing.assert_allclose(np.unique(per_movie), [0.0, kept], rtol=1e-6)
+    assert abs((per_movie == 0).mean() - config.history_dropout) < 0.03
+    np.testing.assert_array_equal(tower.dropout(embedded, training=False).numpy(), embedded.numpy())
