@@ -33,6 +33,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+from scipy import sparse
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, channel, standard_artifacts
@@ -61,46 +62,100 @@ _BATCH = 2048
 # The baselines, as plain functions of integer item indices.
 
 
+class Ragged:
+    """Rows of item indices, flat: row i is values[offsets[i]:offsets[i + 1]] (values int32, offsets int64).
+    Iterates and indexes like the list of its rows; slices are Ragged views."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray):
+        self.values, self.offsets = values, offsets
+
+    @classmethod
+    def of(cls, rows) -> "Ragged":
+        """`rows` itself if Ragged, else a Ragged of a sequence of index arrays."""
+        if isinstance(rows, Ragged):
+            return rows
+        lengths = np.fromiter((len(row) for row in rows), np.int64, len(rows))
+        values = np.concatenate([np.asarray(row) for row in rows]) if len(rows) else np.zeros(0)
+        return cls(values.astype(np.int32), np.concatenate([[0], np.cumsum(lengths)]))
+
+    @classmethod
+    def concat(cls, parts: Sequence["Ragged"]) -> "Ragged":
+        lengths = np.concatenate([np.diff(part.offsets) for part in parts] or [np.zeros(0, np.int64)])
+        return cls(np.concatenate([part.flat() for part in parts] or [np.zeros(0, np.int32)]),
+                   np.concatenate([[0], np.cumsum(lengths)]))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            assert step == 1, step
+            return Ragged(self.values, self.offsets[start:stop + 1] if stop > start else self.offsets[start:start + 1])
+        return self.values[self.offsets[key]:self.offsets[key + 1]]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def row_ids(self) -> np.ndarray:
+        """Each value's row (0-based within this view)."""
+        return np.repeat(np.arange(len(self)), np.diff(self.offsets))
+
+    def flat(self) -> np.ndarray:
+        return self.values[self.offsets[0]:self.offsets[-1]]
+
+
 class Split:
-    """Ratings as item indices into the catalog: users [n], items [n], timestamps [n], histories (list of arrays:
-    what kNN and EASE score from), rated (list of arrays: what is never recommended; default: the histories)."""
+    """Ratings as item indices into the catalog: users [n], items [n], timestamps [n], histories (per rating, an
+    array of item indices; a list of arrays or a Ragged: what kNN and EASE score from), rated (what is never
+    recommended: per rating, item indices; a list of arrays, a Ragged, or a tuple of Raggeds whose rows' union
+    is excluded; default: the histories)."""
 
-    def __init__(self, users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, histories: List[np.ndarray],
-                 rated: Optional[List[np.ndarray]] = None):
-        self.users, self.items, self.timestamps, self.histories = users, items, timestamps, histories
-        self.rated = histories if rated is None else rated
+    def __init__(self, users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, histories,
+                 rated=None):
+        self.users, self.items, self.timestamps = users, items, timestamps
+        self.histories = Ragged.of(histories)
+        rated = self.histories if rated is None else rated
+        self.rated = tuple(rated) if isinstance(rated, tuple) else (Ragged.of(rated),)
 
 
-def top_k_hits(scores: np.ndarray, targets: np.ndarray, excluded: Sequence[np.ndarray], tiebreak: np.ndarray,
+def _positions(tiebreak: np.ndarray) -> np.ndarray:
+    """Each item's place in the strict order of equal scores: larger `tiebreak` first, then the smaller index."""
+    order = np.lexsort((np.arange(len(tiebreak)), -tiebreak))
+    position = np.empty(len(tiebreak), np.int32)
+    position[order] = np.arange(len(tiebreak))
+    return position
+
+
+def top_k_hits(scores: np.ndarray, targets: np.ndarray, excluded: Sequence[Ragged], position: np.ndarray,
                ks: Sequence[int]) -> np.ndarray:
     """Hits [len(ks), rows] of a batch: fewer than k non-excluded items ahead of the target.
 
-    scores: float [rows, items]; targets: int [rows]; excluded: per row, item
-    indices that may not be recommended; tiebreak: float [items], larger first
-    on equal scores (then the smaller index).
+    scores: float [rows, items]; targets: int [rows]; excluded: Raggeds of `rows` rows each, item indices
+    that may not be recommended (the union of their rows); position: int [items], `_positions(tiebreak)`:
+    the order of equal scores (tiebreak larger first, then the smaller index).
     """
     rows = np.arange(len(targets))
     target_score = scores[rows, targets][:, None]
-    order_key = tiebreak[None, :]
-    target_key = tiebreak[targets][:, None]
-    items = np.arange(scores.shape[1])[None, :]
-    ahead = (scores > target_score) | ((scores == target_score) & (
-        (order_key > target_key) | ((order_key == target_key) & (items < targets[:, None]))))
-    lengths = [len(items_out) for items_out in excluded]
-    if sum(lengths):
-        ahead[np.repeat(rows, lengths), np.concatenate(excluded).astype(np.int64)] = False
-    rank = ahead.sum(axis=1)
+    ahead = scores > target_score
+    tie = scores == target_score
+    tie &= position[None, :] < position[targets][:, None]
+    ahead |= tie
+    for part in excluded:
+        if part.offsets[-1] > part.offsets[0]:
+            ahead[part.row_ids(), part.flat()] = False
+    rank = np.count_nonzero(ahead, axis=1)
     return np.stack([rank < k for k in ks])
 
 
 def _accuracies(score_fn, evaluation: Split, tiebreak: np.ndarray, exclude: bool, ks: Sequence[int]) -> Dict[int, float]:
     hits = []
+    position = _positions(tiebreak)
     for start in range(0, len(evaluation.items), _BATCH):
         stop = min(start + _BATCH, len(evaluation.items))
-        histories = evaluation.histories[start:stop]
-        scores = score_fn(histories)
-        excluded = evaluation.rated[start:stop] if exclude else [np.zeros(0, np.int64)] * len(histories)
-        hits.append(top_k_hits(scores, evaluation.items[start:stop], excluded, tiebreak, ks))
+        scores = score_fn(evaluation.histories[start:stop])
+        excluded = [part[start:stop] for part in evaluation.rated] if exclude else []
+        hits.append(top_k_hits(scores, evaluation.items[start:stop], excluded, position, ks))
     hits = np.concatenate(hits, axis=1)
     return {int(k): float(hits[i].mean()) for i, k in enumerate(ks)}
 
@@ -118,13 +173,16 @@ def _user_item(train: Split, num_items: int) -> np.ndarray:
 
 
 def _history_sum(matrix: np.ndarray):
-    """score_fn: for each history, the sum of `matrix`'s rows of its items."""
-    def score(histories):
-        out = np.zeros((len(histories), matrix.shape[1]), np.float32)
-        for row, items in enumerate(histories):
-            if len(items):
-                out[row] = matrix[items].sum(axis=0)
-        return out
+    """score_fn: for each history (a Ragged), the sum of `matrix`'s rows of its items.
+
+    A sparse 0/1 [histories, items] product: scipy adds each history's rows in their order, as
+    matrix[items].sum(axis=0) did in a per-history loop (the same float32 sums, bit for bit), ~2x faster.
+    """
+    def score(histories: Ragged):
+        offsets = histories.offsets - histories.offsets[0]
+        indicator = sparse.csr_matrix((np.ones(offsets[-1], matrix.dtype), histories.flat(), offsets),
+                                      shape=(len(histories), matrix.shape[0]))
+        return np.asarray(indicator @ matrix, dtype=np.float32)
     return score
 
 
@@ -190,48 +248,52 @@ def _split_files(examples: Sequence[types.Artifact], split: str) -> List[str]:
                   for name in tf.io.gfile.glob(f"{artifact_utils.get_split_uri([artifact], split).rstrip('/')}/*"))
 
 
-def _lists(ragged: tf.RaggedTensor, table: tf.lookup.StaticHashTable, *more: tf.RaggedTensor) -> List[np.ndarray]:
-    """Each row's catalog indices of `ragged`'s ids (and of the same rows of `more`): ids not in the
-    catalog dropped; with `more`, the row's distinct indices, sorted (np.union1d of the lists)."""
-    rows = np.concatenate([part.value_rowids().numpy() for part in (ragged, *more)])
-    found = np.concatenate([table.lookup(part.values).numpy() for part in (ragged, *more)])
+def _ragged(values: tf.SparseTensor, table: tf.lookup.StaticHashTable) -> Ragged:
+    """Each row's catalog indices of `values`' ids, in order; ids not in the catalog dropped."""
+    rows = values.indices[:, 0].numpy()
+    found = table.lookup(values.values).numpy()
     known = found >= 0
-    rows, found = rows[known], found[known]
-    if more:
-        size = int(table.size())
-        keys = np.unique(rows * size + found)  # sorted by row, then index
-        rows, found = keys // size, keys % size
-    counts = np.bincount(rows, minlength=int(ragged.nrows()))
-    return np.split(found.astype(np.int64), np.cumsum(counts)[:-1])
+    counts = np.bincount(rows[known], minlength=int(values.dense_shape[0]))
+    return Ragged(found[known].astype(np.int32), np.concatenate([[0], np.cumsum(counts)]))
 
 
-def _read_split(examples: Sequence[types.Artifact], split: str, index: Mapping[bytes, int]) -> Split:
-    """The ratings of `split` of every artifact of `examples` (a span run's window: several)."""
+def _read_split(examples: Sequence[types.Artifact], split: str, index: Mapping[bytes, int],
+                histories: bool = True) -> Split:
+    """The ratings of `split` of every artifact of `examples` (a span run's window: several). Without
+    `histories` (the train split: the baselines only count its ratings), no history or rated_before is
+    parsed and the Split's are empty."""
     spec = {
         F.USER_ID: tf.io.FixedLenFeature([], tf.string),
         F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
         F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
-        F.HISTORY: tf.io.VarLenFeature(tf.string),
-        F.RATED_BEFORE: tf.io.VarLenFeature(tf.string),
     }
+    if histories:
+        spec.update({F.HISTORY: tf.io.VarLenFeature(tf.string), F.RATED_BEFORE: tf.io.VarLenFeature(tf.string)})
     # Vectorised: a dict lookup and np.union1d per rating were most of the component's time.
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(list(index), tf.string),
                                             tf.constant(list(index.values()), tf.int64)), -1)
-    users, items, timestamps, histories, rated = [], [], [], [], []
+    users, items, timestamps, history, rated_before = [], [], [], [], []
     dataset = tf.data.TFRecordDataset(_split_files(examples, split), compression_type="GZIP").batch(50_000)
     for batch in dataset:
         parsed = tf.io.parse_example(batch, spec)
-        users.extend(parsed[F.USER_ID].numpy().tolist())
+        users.append(parsed[F.USER_ID].numpy())
         movies = table.lookup(parsed[F.MOVIE_ID]).numpy()
         if (movies < 0).any():
             raise KeyError(parsed[F.MOVIE_ID].numpy()[np.argmax(movies < 0)])  # a rated movie not in the catalog
-        items.extend(movies.tolist())
+        items.append(movies)
         timestamps.append(parsed[F.TIMESTAMP].numpy())
-        history = tf.RaggedTensor.from_sparse(parsed[F.HISTORY])
-        histories.extend(_lists(history, table))
-        rated.extend(_lists(history, table, tf.RaggedTensor.from_sparse(parsed[F.RATED_BEFORE])))
-    return Split(np.array(users, dtype=object), np.array(items, np.int64), np.concatenate(timestamps), histories, rated)
+        if histories:
+            # What is never recommended: the union of the two lists (top_k_hits excludes both).
+            history.append(_ragged(parsed[F.HISTORY], table))
+            rated_before.append(_ragged(parsed[F.RATED_BEFORE], table))
+    if not histories:
+        empty = Ragged(np.zeros(0, np.int32), np.zeros(sum(map(len, items)) + 1, np.int64))
+        history, rated_before = [empty], [empty]
+    history = Ragged.concat(history)
+    return Split(np.concatenate(users).astype(object), np.concatenate(items).astype(np.int64),
+                 np.concatenate(timestamps), history,
+                 (history, Ragged.concat(rated_before)))
 
 
 def _catalog_index(catalog: types.Artifact) -> Dict[bytes, int]:
@@ -263,7 +325,8 @@ class Executor(base_executor.BaseExecutor):
         examples = [artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])]
         train_examples = input_dict.get(TRAIN_EXAMPLES_KEY) or examples
         index = _catalog_index(artifact_utils.get_single_instance(input_dict[CATALOG_KEY]))
-        train = _read_split(train_examples, exec_properties.get(TRAIN_SPLIT_KEY) or "train", index)
+        train = _read_split(train_examples, exec_properties.get(TRAIN_SPLIT_KEY) or "train", index,
+                            histories=False)
         baselines = compute(train, _read_split(examples, "eval", index), len(index),
                             exclude_history=bool(exec_properties[EXCLUDE_HISTORY_KEY]))
         write(baselines, artifact_utils.get_single_instance(output_dict[BASELINES_KEY]))

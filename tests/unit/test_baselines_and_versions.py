@@ -95,3 +95,41 @@ def test_versions_skip_staging_names_and_read_object_store_listings(tmp_path, mo
     # gs:// listings end directory names with "/".
     monkeypatch.setattr(atomic_pusher.fileio, "listdir", lambda path: ["1000/", "1700000000/", ".tmp-1/"])
     assert atomic_pusher.existing_versions(str(tmp_path)) == [1000, 1700000000]
+
+
+def _old_top_k_hits(scores, targets, excluded, tiebreak, ks):
+    """The former top_k_hits (per-row lists of excluded items, a tiebreak vector): the oracle of the new one."""
+    rows = np.arange(len(targets))
+    target_score = scores[rows, targets][:, None]
+    order_key, target_key = tiebreak[None, :], tiebreak[targets][:, None]
+    items = np.arange(scores.shape[1])[None, :]
+    ahead = (scores > target_score) | ((scores == target_score) & (
+        (order_key > target_key) | ((order_key == target_key) & (items < targets[:, None]))))
+    for row, items_out in enumerate(excluded):
+        ahead[row, items_out] = False
+    return np.stack([ahead.sum(axis=1) < k for k in ks])
+
+
+def test_vectorised_history_sums_and_ranks_match_the_former_loops():
+    rng = np.random.default_rng(5)
+    num_items, rows = 50, 300
+    matrix = rng.standard_normal((num_items, num_items)).astype(np.float32)
+    matrix[:, ::3] = 0.0  # equal scores: ties broken by popularity, then index
+    histories = [rng.integers(0, num_items, size=rng.integers(0, 12)) for _ in range(rows)]  # empty, repeats
+    rated_before = [rng.choice(num_items, size=rng.integers(0, 20), replace=False) for _ in range(rows)]
+    history = baselines.Ragged.of(histories)
+    assert [list(h) for h in history] == [list(h) for h in histories]
+    assert [list(h) for h in baselines.Ragged.concat([history[:7], history[7:]])] == [list(h) for h in histories]
+    # The sparse product adds each history's rows in order: bit for bit the former per-history loop.
+    got = baselines._history_sum(matrix)(history[10:250])
+    want = np.stack([matrix[h].sum(axis=0) if len(h) else np.zeros(num_items, np.float32) for h in histories[10:250]])
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+    tiebreak = rng.integers(0, 5, size=num_items).astype(np.float64)
+    scores = baselines._history_sum(matrix)(history)
+    targets = rng.integers(0, num_items, size=rows)
+    ks = (1, 5, 10, 20)
+    union = [np.union1d(h, r) for h, r in zip(histories, rated_before, strict=True)]
+    for excluded, parts in (([[]] * rows, []), (union, [history, baselines.Ragged.of(rated_before)])):
+        want = _old_top_k_hits(scores, targets, excluded, tiebreak, ks)
+        got = baselines.top_k_hits(scores, targets, parts, baselines._positions(tiebreak), ks)
+        assert np.array_equal(got, want)
