@@ -5,8 +5,10 @@ pipeline is built, but the baselines are scored only once ExampleGen has run.
 With `floor_from_baselines`, this executor reads the Baselines artifact and
 raises the lower bound of every value threshold in the eval config to the best
 baseline's top-GATE_K accuracy before TFX's Evaluator runs. The floor it
-applied is recorded on the evaluation artifact (custom property `value_floor`).
-Everything else is TFX's Evaluator, unchanged.
+applied is recorded on the evaluation artifact (custom property `value_floor`). TFMA's extractors
+come from components.evaluator_extractors (TFX's `custom_extractors` hook:
+TFMA's defaults, carrying only the columns the eval config reads; the same
+metrics). Everything else is TFX's Evaluator, unchanged.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils, proto_utils
 
 from components import baselines as baselines_component
+from components import evaluator_extractors
 from trainer.config import GATE_K
 
 FLOOR_FROM_BASELINES_KEY = "floor_from_baselines"
 VALUE_FLOOR_PROPERTY = "value_floor"
+MODULE_PATH_KEY = standard_component_specs.MODULE_PATH_KEY
+MODULE_FILE_KEY = standard_component_specs.MODULE_FILE_KEY
 
 
 class BaselineGatedEvaluatorSpec(standard_component_specs.EvaluatorSpec):
@@ -68,6 +73,9 @@ class Executor(evaluator_executor.Executor):
             floor = raise_value_floor(eval_config, 0.0)
         evaluation = artifact_utils.get_single_instance(output_dict[standard_component_specs.EVALUATION_KEY])
         evaluation.set_float_custom_property(VALUE_FLOOR_PROPERTY, floor)
+        if not exec_properties.get(MODULE_PATH_KEY) and not exec_properties.get(MODULE_FILE_KEY):
+            # TFX's Evaluator takes its extractors from this module's custom_extractors.
+            exec_properties = {**exec_properties, MODULE_PATH_KEY: evaluator_extractors.__name__}
         super().Do(input_dict, output_dict, exec_properties)
 
 

@@ -33,6 +33,8 @@ from transform import features as F
 
 SERVING_SIGNATURE = "serving_default"
 EVAL_SIGNATURE = "evaluate_hits"
+# The input name of EVAL_SIGNATURE: the serialized tf.Examples.
+EVAL_INPUT = "examples"
 
 
 def hit_output(k: int) -> str:
@@ -140,7 +142,7 @@ class RetrievalModule(tf.Module):
             "movie_titles": tf.gather(self.titles, top),
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EVAL_INPUT)])
     def evaluate_hits(self, examples):
         parsed = tf.io.parse_example(examples, F.raw_rating_spec())
         query = self._query(parsed)

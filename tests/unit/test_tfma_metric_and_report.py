@@ -26,6 +26,18 @@ def test_mean_hit_averages_one_output_across_batches_and_merges(model_name):
     assert np.isnan(combiner.extract_output(combiner.create_accumulator())[key])
 
 
+def test_mean_hit_one_example_at_a_time_as_the_evaluator_passes_them():
+    # After TFMA's per-example split each input is a [1] array; the mean is the same to the digit.
+    key = metric_types.MetricKey(name=tfma_metric.metric_name(100), model_name="candidate")
+    combiner = tfma_metric.MeanHit(key, "candidate", hit_output(100))
+    hits = np.random.default_rng(0).integers(0, 2, 1001).astype(np.float32)
+    parts = [combiner.create_accumulator() for _ in range(3)]
+    for i in range(hits.size):
+        parts[i % 3] = combiner.add_input(parts[i % 3], _inputs(hits[i:i + 1], "candidate"))
+    [mean] = combiner.extract_output(combiner.merge_accumulators(parts)).values()
+    assert mean == float(np.float64(hits.sum()) / np.float64(hits.size))
+
+
 def test_top_k_accuracy_computes_one_key_per_model():
     computations = tfma_metric.TopKAccuracy(k=10).computations(model_names=["candidate", "baseline"])
     keys = [c.keys[0] for c in computations]
