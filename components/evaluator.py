@@ -29,8 +29,6 @@ from trainer.config import GATE_K
 
 FLOOR_FROM_BASELINES_KEY = "floor_from_baselines"
 VALUE_FLOOR_PROPERTY = "value_floor"
-MODULE_PATH_KEY = standard_component_specs.MODULE_PATH_KEY
-MODULE_FILE_KEY = standard_component_specs.MODULE_FILE_KEY
 
 
 class BaselineGatedEvaluatorSpec(standard_component_specs.EvaluatorSpec):
@@ -73,9 +71,10 @@ class Executor(evaluator_executor.Executor):
             floor = raise_value_floor(eval_config, 0.0)
         evaluation = artifact_utils.get_single_instance(output_dict[standard_component_specs.EVALUATION_KEY])
         evaluation.set_float_custom_property(VALUE_FLOOR_PROPERTY, floor)
-        if not exec_properties.get(MODULE_PATH_KEY) and not exec_properties.get(MODULE_FILE_KEY):
+        module_keys = (standard_component_specs.MODULE_PATH_KEY, standard_component_specs.MODULE_FILE_KEY)
+        if not any(exec_properties.get(key) for key in module_keys):
             # TFX's Evaluator takes its extractors from this module's custom_extractors.
-            exec_properties = {**exec_properties, MODULE_PATH_KEY: evaluator_extractors.__name__}
+            exec_properties = {**exec_properties, standard_component_specs.MODULE_PATH_KEY: evaluator_extractors.__name__}
         super().Do(input_dict, output_dict, exec_properties)
 
 

@@ -32,6 +32,7 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.extractors import extractor, predictions_extractor, unbatch_extractor
 
+from trainer import tfma_metric
 from trainer.export import EVAL_INPUT, EVAL_SIGNATURE
 
 _FEATURES_STAGE = "ExtractFeatures"
@@ -53,7 +54,7 @@ def read_features(eval_config: tfma.EvalConfig) -> Optional[Set[str]]:
         names.update(spec.example_weight_keys.values())
         names.update(spec.prediction_keys.values())
     for metrics_spec in eval_config.metrics_specs:
-        if any(metric.module != "trainer.tfma_metric" and metric.class_name != "ExampleCount"
+        if any(metric.module != tfma_metric.__name__ and metric.class_name != tfma.metrics.ExampleCount.__name__
                for metric in metrics_spec.metrics):
             return None
     return names
