@@ -129,37 +129,70 @@ def first_known(items: tf.Tensor, num_movies: int, length: int, *aligned: tf.Ten
     return tuple(out)
 
 
-def single_query_attention(attention: tf.keras.layers.MultiHeadAttention, query: tf.Tensor, keys: tf.Tensor,
-                           valid: tf.Tensor) -> tf.Tensor:
-    """`attention(query, keys, attention_mask=valid)` for ONE query shared by every row, float32 [batch, d].
-
-    query: float32 [1, 1, d]; keys: float32 [batch, n, d] (also the values);
-    valid: float32 [batch, n], 1 where a key may be attended (at least one
-    per row). The same function of the same weights as Keras'
-    MultiHeadAttention (no attention dropout), computed in another order:
-    with one query vector q per head, q . (k W_k + b_k) = k . (W_k q) + b_k . q,
-    and the softmax-weighted sum of the values (k W_v + b_v) is
-    (sum_i p_i k_i) W_v + b_v. So no key is projected (two [n, d] x [d, d]
-    products per row and their gradients: most of a training step); what is
-    left is [n, d] x [d, heads] per row.
-    """
+def _build_attention(attention: tf.keras.layers.MultiHeadAttention, query: tf.Tensor, d: int) -> None:
+    """Builds `attention`'s four projections as MultiHeadAttention.call builds them (in its order, under its
+    name), without calling it: it is never called, only its weights are used (pooled_history)."""
     if not attention._built_from_signature:
-        attention._build_from_signature(query=query, value=keys)
+        attention._build_from_signature(query=query, value=tf.zeros([1, 1, d]))
     for layer in (attention._query_dense, attention._key_dense, attention._value_dense, attention._output_dense):
-        if not layer.built:  # built as MultiHeadAttention.call builds them: in its order, under its name
+        if not layer.built:
             with tf.name_scope(attention.name):
                 layer(query if layer is not attention._output_dense else tf.zeros([1, 1, attention._num_heads,
                                                                                     attention._value_dim]))
-    q = attention._query_dense(query)[0, 0] * (1.0 / math.sqrt(float(attention._key_dim)))  # [heads, key_dim]
-    key_dense, value_dense = attention._key_dense, attention._value_dense
-    folded = tf.einsum("dhk,hk->hd", key_dense.kernel, q)  # W_k q: [heads, d]
-    scores = tf.matmul(folded[None], keys, transpose_b=True)  # [batch, heads, n]
-    scores += tf.reduce_sum(key_dense.bias * q, axis=1)[None, :, None]
-    scores += (1.0 - valid[:, None, :]) * -1e9  # Keras' Softmax mask
-    weights = tf.nn.softmax(scores, axis=-1)
-    pooled = tf.matmul(weights, keys)  # [batch, heads, d]
-    values = tf.einsum("bhd,dhk->bhk", pooled, value_dense.kernel) + value_dense.bias  # [batch, heads, value_dim]
-    return attention._output_dense(values[:, None])[:, 0]
+
+
+def pooled_history(gathered: tf.Tensor, movies: tf.Tensor, items: tf.Tensor, keep: tf.Tensor, valid: tf.Tensor,
+                   positions: tf.Tensor, ages: Optional[tf.Tensor] = None, age_table: Optional[tf.Tensor] = None,
+                   attention: Optional[tf.keras.layers.MultiHeadAttention] = None,
+                   query: Optional[tf.Tensor] = None) -> Sequence[tf.Tensor]:
+    """The history's mean and, with `attention`, one shared query attending over it: float32 [batch, d] each.
+
+    movies: float32 [num_movies + 1, d], the movie embedding table; items: int64 [batch, n], rows of it;
+    gathered: float32 [batch, n, d], those rows (movies[items]);
+    keep: float32 [batch, n], each movie's dropout factor (0 or 1 / (1 - rate) while training, else 1);
+    valid: float32 [batch, n], 1 for a movie, 0 for padding; positions: float32 [n, d]; ages: int64
+    [batch, n] rows of age_table, float32 [buckets, d] (both optional); query: float32 [1, 1, d].
+
+    Movie i of a row is the vector e_i = valid_i (keep_i movies[items_i] + positions_i + age_table[ages_i]).
+    Returned: the mean of the valid e_i (zeros for an empty row) and Keras'
+    MultiHeadAttention(query, [query; e], mask [1; valid]) (no attention dropout), the same
+    functions of the same weights computed in another order, so that no [batch, n, d] tensor but the
+    gathered movie vectors is made (each such tensor, and its gradient, is a pass over 13 MB at batch
+    1024: they were most of a training step):
+      * with one query vector q per head, q . (e W_k + b_k) = e . (W_k q) + b_k . q, and e_i . W_k q is
+        gathered from each table's product with W_k q ([rows, heads]);
+      * the softmax-weighted sum of the values (e W_v + b_v) is (sum_i p_i e_i) W_v + b_v, and the mean
+        is a weighted sum too: sum_i c_i e_i for the coefficients c of the mean and of each head is one
+        batched product with the gathered movie vectors, one with `positions`, and one with the ages'
+        one-hot counts.
+    """
+    coefficients = [(valid / (tf.reduce_sum(valid, axis=1, keepdims=True) + 1e-6))[:, None, :]]  # the mean: [B, 1, n]
+    if attention is not None:
+        _build_attention(attention, query, movies.shape[-1])
+        key_dense, value_dense = attention._key_dense, attention._value_dense
+        q = attention._query_dense(query)[0, 0] * (1.0 / math.sqrt(float(attention._key_dim)))  # [heads, key_dim]
+        folded = tf.einsum("dhk,hk->dh", key_dense.kernel, q)  # W_k q: [d, heads]
+        bias = tf.reduce_sum(key_dense.bias * q, axis=1)  # b_k . q: [heads]
+        scores = keep[:, :, None] * tf.gather(tf.matmul(movies, folded), items)  # [B, n, heads]
+        scores += tf.matmul(positions, folded)[None]
+        if ages is not None:
+            scores += tf.gather(tf.matmul(age_table, folded), ages)
+        scores = tf.transpose(scores, [0, 2, 1]) + bias[None, :, None]  # [B, heads, n]
+        scores += (1.0 - valid[:, None, :]) * -1e9  # Keras' Softmax mask
+        token = tf.matmul(query[0], folded)[0] + bias  # the query's own score: [heads]
+        token = tf.broadcast_to(token[None, :, None], [tf.shape(scores)[0], attention._num_heads, 1])
+        weights = tf.nn.softmax(tf.concat([token, scores], axis=2), axis=-1)  # [B, heads, 1 + n]
+        coefficients.append(weights[:, :, 1:] * valid[:, None, :])
+    c = tf.concat(coefficients, axis=1)  # [B, 1 + heads, n]
+    pooled = tf.matmul(c * keep[:, None, :], gathered) + tf.einsum("bkn,nd->bkd", c, positions)  # [B, 1 + heads, d]
+    if ages is not None:
+        counts = tf.matmul(c, tf.one_hot(ages, tf.shape(age_table)[0]))  # [B, 1 + heads, buckets]
+        pooled += tf.einsum("bkm,md->bkd", counts, age_table)
+    if attention is None:
+        return pooled[:, 0], None
+    attended = weights[:, :, :1] * query[0] + pooled[:, 1:]  # [B, heads, d]
+    values = tf.einsum("bhd,dhk->bhk", attended, value_dense.kernel) + value_dense.bias  # [B, heads, value_dim]
+    return pooled[:, 0], attention._output_dense(values[:, None])[:, 0]
 
 
 class MovieCandidateTower(tf.keras.Model):
@@ -230,19 +263,18 @@ class HistoryQueryTower(tf.keras.Model):
         aligned = [history_indices(features, F.HISTORY_AGE)] if "history_age" in self._time else []
         items, valid, *ages = first_known(history_indices(features, F.HISTORY_INDEX), self._num_movies, self._length,
                                           *aligned)  # [B, N]: missing and unknown movies dropped
-        mask = tf.cast(valid, tf.float32)[:, :, None]
-        embedded = self.dropout(self._movies.embed(tf.maximum(items, 0)), training=training)
-        embedded += self.position_embedding(tf.range(self._length))[None]
-        if ages:
-            embedded += self.age_embedding(tf.maximum(ages[0], 0))
-        embedded *= mask
-        parts = [tf.reduce_sum(embedded, axis=1) / (tf.reduce_sum(mask, axis=1) + 1e-6)]
-        if self.attention is not None:
-            batch = tf.shape(items)[0]
-            token = tf.tile(self.query_token, [batch, 1, 1])
-            keys = tf.concat([token, embedded], axis=1)  # the token is always a valid key (empty histories)
-            attend = tf.concat([tf.ones([batch, 1]), mask[:, :, 0]], axis=1)  # [B, 1 + N]
-            parts.append(single_query_attention(self.attention, self.query_token, keys, attend))
+        items = tf.maximum(items, 0)
+        valid = tf.cast(valid, tf.float32)
+        # Each movie's dropout factor [B, N]: the layer's mask (noise shape [B, N, 1]) drawn on ones.
+        keep = self.dropout(tf.ones_like(valid)[:, :, None], training=training)[:, :, 0]
+        gathered = self._movies.embed(items)  # [B, N, d]: also builds the shared table
+        mean, attended = pooled_history(
+            gathered, self._movies.movie_embedding.embeddings, items, keep, valid,
+            self.position_embedding(tf.range(self._length)),
+            tf.maximum(ages[0], 0) if ages else None,
+            self.age_embedding(tf.range(F.NUM_LOG_BUCKETS)) if ages else None,
+            self.attention, self.query_token if self.attention is not None else None)
+        parts = [mean] + ([attended] if attended is not None else [])
         if "calendar" in self._time:
             parts += [self.hour_embedding(features[F.HOUR_OF_DAY]), self.weekday_embedding(features[F.DAY_OF_WEEK])]
         if "since_previous" in self._time:
