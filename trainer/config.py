@@ -197,9 +197,9 @@ NAMED_CONFIGS: Dict[str, ModelConfig] = {
 CATALOG_PATTERN_KEY = "catalog_file_pattern"
 METRICS_FILE = "metrics.json"
 # TensorBoard logs of a training run, the TFX convention (in model_run_dir):
-# <model_run_dir>/<variant_name>/train: epoch_loss, batch_loss and
-# batch_steps_per_second (every TENSORBOARD_STEPS steps), epoch_learning_rate
-# (Keras' TensorBoard callback),
+# <model_run_dir>/<variant_name>/train: epoch_loss and epoch_learning_rate
+# (Keras' TensorBoard callback), batch_loss and batch_steps_per_second every
+# TENSORBOARD_STEPS steps (trainer.task.BatchSummaries),
 # the config as text, and top-k accuracy on the train sample;
 # <model_run_dir>/<variant_name>/eval: top-k accuracy on the eval split.
 # Top-k accuracy is measured once, after the last epoch: step epochs - 1.

@@ -399,6 +399,41 @@ class LearningRateLogger(tf.keras.callbacks.Callback):
             logs["learning_rate"] = float(tf.keras.backend.get_value(self.model.optimizer.learning_rate))
 
 
+class BatchSummaries(tf.keras.callbacks.Callback):
+    """Every `every` steps, the step's logs (batch_loss, ...) and the steps per second since the last write, to
+    `log_dir`: what Keras' TensorBoard callback writes with update_freq and write_steps_per_second, the same
+    tags at the same steps, without its work on every step. That callback runs eager summary ops after
+    every step (one per log and the step rate, each asking the writer's record_if whether to record): in
+    the pipeline's process, whose deep Python stack each eager op records, that was more of the main thread
+    than the training step itself (py-spy, 1M ratings), and a step waits for it.
+    """
+
+    _supports_tf_logs = True  # the logs stay tensors: no per-step conversion to numpy
+
+    def __init__(self, log_dir: str, every: int):
+        super().__init__()
+        self._log_dir, self._every = log_dir, every
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        self._writer = tf.summary.create_file_writer(self._log_dir)
+        self._step, self._since = 0, time.time()  # steps of this fit (Keras' train counter)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._step % self._every:
+            return
+        now = time.time()
+        with self._writer.as_default(), tf.summary.record_if(True):
+            tf.summary.scalar("batch_steps_per_second", self._every / max(now - self._since, 1e-9), step=self._step)
+            for name, value in (logs or {}).items():
+                tf.summary.scalar(f"batch_{name}", value, step=self._step)
+        self._since = now
+
+    def on_train_end(self, logs=None):
+        self._writer.close()
+
+
 def tensorboard_dir(model_run_dir: str, config: ModelConfig) -> str:
     """Where the run's TensorBoard logs go: <model_run_dir>/<variant name>."""
     return f"{model_run_dir.rstrip('/')}/{variant_name(config.use_timestamps)}"
@@ -441,10 +476,9 @@ def run_fn(fn_args) -> None:
     log_dir = tensorboard_dir(fn_args.model_run_dir, config)
     callbacks = [
         LearningRateLogger(),
-        # write_steps_per_second: with it Keras also writes batch_loss (every
-        # update_freq steps); without, its TensorBoard callback has no batch hooks.
-        tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq=TENSORBOARD_STEPS, write_graph=False,
-                                       profile_batch=0, write_steps_per_second=True),
+        # Epoch logs; the step logs are BatchSummaries' (without the per-step cost).
+        tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False, profile_batch=0),
+        BatchSummaries(f"{log_dir}/{TENSORBOARD_TRAIN}", TENSORBOARD_STEPS),
     ]
     history = model.fit(train, epochs=epochs, verbose=0, callbacks=callbacks)
     train_seconds = time.time() - started
