@@ -89,6 +89,7 @@ def build_config(args) -> PipelineConfig:
         max_bad_rows=args.max_bad_rows,
         value_floor=args.value_floor,
         min_improvement=args.min_improvement,
+        confidence=args.confidence,
         beam_workers=args.beam_workers,
         metadata_uri=args.metadata_uri,
     )
@@ -145,7 +146,8 @@ def cmd_replay(args) -> int:
     # Validated before anything runs; data_path is set once the spans exist.
     config = named_config(
         args.config, data_path=args.data, output_dir=args.output, split="span", window_spans=args.window_spans,
-        value_floor=args.value_floor, min_improvement=args.min_improvement, drift_thresholds=drift_thresholds(args.drift_threshold),
+        value_floor=args.value_floor, min_improvement=args.min_improvement, confidence=args.confidence,
+        drift_thresholds=drift_thresholds(args.drift_threshold),
         stop_on_drift=args.stop_on_drift, max_bad_rows=args.max_bad_rows,
     ).with_model(use_timestamps=VARIANTS[args.variant])
     if not args.cold_start:
@@ -241,7 +243,7 @@ def cmd_compile(args) -> int:
 
         config = named_config(args.config, data_path=args.data, output_dir=args.root, split=args.split, cloud=cloud,
                               value_floor=args.value_floor, min_improvement=args.min_improvement,
-                              window_spans=args.window_spans)
+                              confidence=args.confidence, window_spans=args.window_spans)
         if config.split == SPAN_SPLIT:  # continuous training: each run starts from the deployed model
             config = config.replace(model=config.model.continuous())
         compile_pipeline(config, image=args.image, output=args.output)
@@ -281,7 +283,18 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true",
                         help="show TensorFlow / Beam / TFX logs and warnings on the terminal (they always go to the log file)")
 
-    run = sub.add_parser("run", parents=[common], help="train, evaluate and gate the baseline and the timestamp model")
+    # The gate's options (pipeline.evaluation), the same for every command that gates.
+    gate = argparse.ArgumentParser(add_help=False)
+    gate.add_argument("--value-floor", type=float, default=_default("value_floor"),
+                      help="a fixed minimum eval top-100 accuracy to bless (default: the best baseline's, with the "
+                           "interval of the gain over it above 0)")
+    gate.add_argument("--min-improvement", type=float, default=_default("min_improvement"),
+                      help="the lower bound of the interval of the top-100 gain over the latest blessed model must "
+                           "be above this to bless")
+    gate.add_argument("--confidence", type=float, default=_default("confidence"),
+                      help="the confidence level of the gate's intervals (users resampled)")
+
+    run = sub.add_parser("run", parents=[common, gate], help="train, evaluate and gate the baseline and the timestamp model")
     run.add_argument("--data", help="MovieLens directory or .zip (ml-100k, ml-1m or CSV layout); "
                      "default: download --dataset into ~/.cache/movielens-tfx, verified")
     run.add_argument("--dataset", default="ml-100k", help="archive to download when --data is not given")
@@ -292,10 +305,6 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--train-fraction", type=float, default=_default("train_fraction"))
     run.add_argument("--max-bad-rows", type=int, default=_default("max_bad_rows"),
                      help="quarantine up to N bad rows instead of failing")
-    run.add_argument("--value-floor", type=float, default=_default("value_floor"),
-                     help="minimum eval top-100 accuracy to bless (default: the best baseline's)")
-    run.add_argument("--min-improvement", type=float, default=_default("min_improvement"),
-                     help="top-100 improvement over the latest blessed model needed to bless")
     run.add_argument("--variants", default=",".join(VARIANTS), help="which models to train, in order")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model hyperparameter, e.g. epochs=5")
     run.add_argument("--beam-workers", type=int, default=_default("beam_workers"),
@@ -305,7 +314,7 @@ def parser() -> argparse.ArgumentParser:
                      f"(password better in ${METADATA_PASSWORD_ENV}); default: SQLite in --output")
     run.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("replay", parents=[common],
+    rep = sub.add_parser("replay", parents=[common, gate],
                          help="continuous training: run the pipeline span by span (weekly), warm-started, gated on the next span")
     rep.add_argument("--data", required=True, help="a MovieLens directory or .zip (cut into spans under --output/spans), "
                      "or a span layout (span-0/, span-1/, ...)")
@@ -318,9 +327,6 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--variant", default="timestamp", choices=tuple(VARIANTS), help="the model deployed")
     rep.add_argument("--cold-start", action="store_true", help="train every span from scratch (no warm start)")
     rep.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model hyperparameter")
-    rep.add_argument("--value-floor", type=float, default=_default("value_floor"),
-                     help="minimum top-100 accuracy on the span to bless (default: the best baseline's)")
-    rep.add_argument("--min-improvement", type=float, default=_default("min_improvement"))
     rep.add_argument("--drift-threshold", action="append", metavar="FEATURE=VALUE",
                      help="Jensen-Shannon divergence of FEATURE between a span and the previous one that is drift "
                      f"(default: {', '.join(f'{k}={v}' for k, v in _default('drift_thresholds'))}); repeat per feature")
@@ -339,7 +345,7 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--output", default=_default("output_dir"))
     rec.set_defaults(func=cmd_recommend)
 
-    comp = sub.add_parser("compile", parents=[common], help="write the pipeline spec for Vertex AI / Kubeflow Pipelines (offline)")
+    comp = sub.add_parser("compile", parents=[common, gate], help="write the pipeline spec for Vertex AI / Kubeflow Pipelines (offline)")
     comp.add_argument("--target", choices=("vertex", "kubeflow"), default="vertex")
     comp.add_argument("--output", default="pipeline.json", help="the spec file to write")
     comp.add_argument("--image", required=True, help="pipeline image built from the Dockerfile")
@@ -350,10 +356,6 @@ def parser() -> argparse.ArgumentParser:
                       help="default: the config's (tutorial: random; default: temporal)")
     comp.add_argument("--window-spans", type=int, default=_default("window_spans"),
                       help="--split span: the spans each run trains on (the span itself is a parameter: submit --span)")
-    comp.add_argument("--value-floor", type=float, default=_default("value_floor"),
-                      help="minimum eval top-100 accuracy to bless (default: the best baseline's, at run time)")
-    comp.add_argument("--min-improvement", type=float, default=_default("min_improvement"),
-                      help="top-100 improvement over the latest blessed model needed to bless")
     comp.add_argument("--project", help="Google Cloud project: Beam stages on Dataflow")
     comp.add_argument("--region", default=_default("region", CloudConfig))
     comp.add_argument("--dataflow-machine-type", default=_default("dataflow_machine_type", CloudConfig))

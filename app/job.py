@@ -18,6 +18,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 from app import lock, report, report_html
 from app.results import data_result, variant_result
+from core import comparison
 from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.local_runner import run_pipeline
 from trainer.config import GATE_K
@@ -79,6 +80,8 @@ def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
             "value_floor": floors[-1] if floors else config.value_floor,
             "value_floor_from": "--value-floor" if config.value_floor is not None else "best baseline",
             "min_improvement": config.min_improvement,
+            "confidence": config.confidence,
+            "comparison": comparison.METHOD,
         },
         "baselines": data["baselines"],
         "baseline_notes": data["baseline_notes"],

@@ -100,6 +100,7 @@ def span_entry(config: PipelineConfig, span: int, first_span: int, timings: List
         warm_start=model.get("warm_start"),
         wall_seconds=round(wall_seconds, 1),
         component_seconds={t["component"]: t["seconds"] for t in timings},
+        comparisons=model.get("comparisons") or {},
     )
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
+from core.comparison import DEFAULT_CONFIDENCE
 from trainer.config import top_k_label
 
 JSON_FILE = "report.json"
@@ -42,13 +43,29 @@ def table(result: Dict) -> str:
     return "\n".join(lines)
 
 
+def gate_rule(gate: Dict) -> str:
+    """The gate in one sentence."""
+    level = f"{gate.get('confidence', DEFAULT_CONFIDENCE):.0%}"
+    floor = f"eval top-{gate['k']} accuracy >= {gate['value_floor']:.4f} (value floor: {gate['value_floor_from']})"
+    if gate["value_floor_from"] == "best baseline":
+        floor += f" with the {level} interval of the gain over it above 0"
+    return (f"{floor}, and the {level} interval of the gain over the latest blessed model above "
+            f"{gate['min_improvement']} (users resampled)")
+
+
+def comparison_lines(name: str, comparisons: Dict, floor_baseline: Optional[str] = None) -> List[str]:
+    """"timestamp vs the latest blessed model: not distinguishable: +0.0022 [-0.0033, +0.0086]", ..."""
+    against = {"blessed_model": "the latest blessed model", "floor_baseline": floor_baseline or "the floor baseline"}
+    return [f"{name} vs {against[key]}: {comparisons[key]['words']}" for key in against if key in comparisons]
+
+
 def _decisions(result: Dict) -> List[str]:
     gate = result["gate"]
-    lines = [f"gate: eval top-{gate['k']} accuracy >= {gate['value_floor']:.4f} (value floor: "
-             f"{gate['value_floor_from']}) and > latest blessed model + {gate['min_improvement']}"]
+    lines = [f"gate: {gate_rule(gate)}"]
     for name, model in result["models"].items():
         if "blessed" not in model:
             continue
+        lines += comparison_lines(name, model.get("comparisons") or {}, model.get("floor_baseline"))
         if model["blessed"]:
             lines.append(f"{name}: blessed and pushed")
         else:
@@ -104,12 +121,18 @@ def _slice_tables(result: Dict) -> List[str]:
         slices = model.get("eval_slices")
         if not slices:
             continue
-        rows = [(entry["slice"], entry["candidate"].get("example_count"), accuracies(entry["candidate"])) for entry in slices]
-        ks = sorted({k for _, _, accuracy in rows for k in accuracy})
+        rows = [(entry["slice"], entry["candidate"].get("example_count"), accuracies(entry["candidate"]),
+                 entry.get("comparisons") or {}) for entry in slices]
+        ks = sorted({k for _, _, accuracy, _ in rows for k in accuracy})
+        compared = [key for key in ("blessed_model", "floor_baseline") if any(key in c for *_, c in rows)]
+        titles = {"blessed_model": "vs the latest blessed model",
+                  "floor_baseline": f"vs {model.get('floor_baseline') or 'the floor baseline'}"}
         out += [f"### {name}: eval top-k accuracy by slice", "",
-                "| slice | eval ratings | " + " | ".join(top_k_label(k) for k in ks) + " |", "|---" * (len(ks) + 2) + "|"]
-        for slice_name, count, accuracy in rows:
-            values = " | ".join(f"{accuracy[k]:.4f}" if k in accuracy else "n/a" for k in ks)
+                "| slice | eval ratings | " + " | ".join([top_k_label(k) for k in ks] + [titles[c] for c in compared])
+                + " |", "|---" * (len(ks) + len(compared) + 2) + "|"]
+        for slice_name, count, accuracy, comparisons in rows:
+            values = " | ".join([f"{accuracy[k]:.4f}" if k in accuracy else "n/a" for k in ks]
+                                + [comparisons[c]["words"] if c in comparisons else "n/a" for c in compared])
             out.append(f"| {slice_name} | {int(count) if count is not None else 'n/a'} | {values} |")
         out.append("")
     return out

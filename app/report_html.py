@@ -236,9 +236,11 @@ def _gate_section(result: Dict) -> str:
             verdict = '<span class="bad">not blessed</span>'
             why = model.get("not_blessed_because") or ["see the Evaluator's output"]
             reasons = "<ul>" + "".join(f"<li>{_e(r)}</li>" for r in why) + "</ul>"
-        items.append(f"<li><b>{_e(name)}</b>: {verdict} ({facts}; {against}){reasons}</li>")
-    rule = (f"Blessed when eval top-{gate['k']} accuracy is at least {gate['value_floor']:.4f} (value floor: "
-            f"{_e(gate['value_floor_from'])}) and higher than the latest blessed model's by more than {gate['min_improvement']}.")
+        compared = report.comparison_lines(name, model.get("comparisons") or {}, model.get("floor_baseline"))
+        comparisons = ('<ul class="comparisons">' + "".join(f"<li>{_e(line)}</li>" for line in compared) + "</ul>"
+                       if compared else "")
+        items.append(f"<li><b>{_e(name)}</b>: {verdict} ({facts}; {against}){comparisons}{reasons}</li>")
+    rule = f"Blessed when {_e(report.gate_rule(gate))}."
     return f'<section id="gate"><h2>Gate</h2><p>{rule}</p><ul>{"".join(items)}</ul></section>'
 
 
@@ -259,8 +261,12 @@ def _slices_section(result: Dict) -> str:
                 if metric in s["diff"]:
                     cell += f' <span class="diff">(Δ {s["diff"][metric]:+.4f})</span>'
                 cells.append(cell)
+            compared = s.get("comparisons") or {}
+            cells += [_e(compared[key]["words"]) if key in compared else "" for key in ("blessed_model", "floor_baseline")]
             rows.append([f"<code>{_e(s['slice'])}</code>", *cells])
-        out += [f"<h3>{_e(name)}</h3>", _table(["slice", *map(_e, names)], rows, "numbers slices")]
+        floor = model.get("floor_baseline") or "the floor baseline"
+        out += [f"<h3>{_e(name)}</h3>", _table(["slice", *map(_e, names), "vs the latest blessed model",
+                                                f"vs {_e(floor)}"], rows, "numbers slices")]
     return '<section id="slices">' + "".join(out) + "</section>"
 
 

@@ -20,10 +20,12 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.types import artifact_utils, standard_artifacts
 
 from components import baselines
-from components.evaluator import VALUE_FLOOR_PROPERTY
+from components.evaluator import CONFIDENCE_PROPERTY, FLOOR_BASELINE_PROPERTY, VALUE_FLOOR_PROPERTY
 from components.movielens import files
+from core import comparison
 from pipeline.config import PipelineConfig
-from trainer.config import METRICS_FILE, TOP_KS, metrics_by_k
+from trainer import tfma_metric
+from trainer.config import GATE_K, METRICS_FILE, TOP_KS, metrics_by_k
 from trainer.tfma_metric import metric_name
 from transform import features as F
 
@@ -104,25 +106,43 @@ def accuracies(metrics: Dict[str, float]) -> Dict[int, float]:
     return dict(sorted((names[name], value) for name, value in metrics.items() if name in names))
 
 
-def slice_metrics(evaluation_uri: str) -> List[Dict]:
+# The report's names of what PairedGain compares with.
+COMPARED_WITH = {tfma_metric.AGAINST_BLESSED: "blessed_model", tfma_metric.AGAINST_BASELINE: "floor_baseline"}
+
+
+def slice_metrics(evaluation_uri: str, confidence: float = comparison.DEFAULT_CONFIDENCE) -> List[Dict]:
     """The Evaluator's metrics for every slice it computed, whatever the slicing specs.
 
     One entry per slice ("Overall", "user_gender:F", ...): {"slice": name,
     "candidate": {metric: value}, "blessed_model": {...} (the latest blessed
-    model, when there was one), "diff": {...} (candidate minus blessed model)}.
+    model, when there was one), "diff": {...} (candidate minus blessed model),
+    "comparisons": {"blessed_model": ..., "floor_baseline": ...} (the gate's
+    paired differences with their intervals, core.comparison.Comparison.to_json)}.
     """
     from tensorflow_model_analysis.slicer import slicer_lib
 
+    gains = {tfma_metric.gain_name(GATE_K, against, part): (against, part)
+             for against in COMPARED_WITH for part in tfma_metric.GAIN_PARTS}
     out = []
     for metrics in tfma.load_metrics(evaluation_uri):
         entry: Dict = {"slice": slicer_lib.stringify_slice_key(slicer_lib.deserialize_slice_key(metrics.slice_key)),
-                       "candidate": {}, "blessed_model": {}, "diff": {}}
+                       "candidate": {}, "blessed_model": {}, "diff": {}, "comparisons": {}}
+        parts: Dict[str, Dict[str, float]] = {}
         for item in metrics.metric_keys_and_values:
             if item.value.WhichOneof("type") != "double_value":
                 continue
             key = item.key
+            if not key.is_diff and key.name in gains:
+                against, part = gains[key.name]
+                parts.setdefault(against, {})[part] = item.value.double_value.value
+                continue
             group = "diff" if key.is_diff else "blessed_model" if key.model_name == "baseline" else "candidate"
             entry[group][key.name] = item.value.double_value.value
+        count = entry["candidate"].get("example_count")
+        for against, values in parts.items():
+            entry["comparisons"][COMPARED_WITH[against]] = comparison.Comparison(
+                diff=values[""], lower=values["lower"], upper=values["upper"], confidence=confidence,
+                users=int(values["users"]), ratings=int(count) if count is not None else 0).to_json()
         out.append(entry)
     return sorted(out, key=lambda e: (e["slice"] != "Overall", e["slice"]))
 
@@ -131,8 +151,15 @@ def validation_failures(evaluation_uri: str) -> List[str]:
     """Human-readable reasons why the Evaluator did not bless the model."""
     result = tfma.load_validation_result(evaluation_uri)
     reasons = []
+    lower_bounds = {tfma_metric.gain_name(GATE_K, tfma_metric.AGAINST_BLESSED): "the latest blessed model",
+                    tfma_metric.gain_name(GATE_K, tfma_metric.AGAINST_BASELINE): "the floor baseline"}
     for slice_failure in result.metric_validations_per_slice:
         for failure in slice_failure.failures:
+            if failure.metric_key.name in lower_bounds and not failure.message:
+                bound = failure.metric_threshold.value_threshold.lower_bound.value
+                reasons.append(f"the gain over {lower_bounds[failure.metric_key.name]} is not clearly above "
+                               f"{bound:.4f}: its interval's lower bound is {failure.metric_value.double_value.value:+.4f}")
+                continue
             what = "improvement over the blessed model" if failure.metric_key.is_diff else "value"
             reasons.append(
                 f"{failure.metric_key.name} {what} {failure.metric_value.double_value.value:.4f} "
@@ -175,9 +202,13 @@ def variant_result(config: PipelineConfig) -> Dict:
     if evaluator:
         evaluation_uri = evaluator["evaluation"][0].uri
         result["evaluation_uri"] = evaluation_uri
-        result["eval_slices"] = slice_metrics(evaluation_uri)
+        confidence = _custom(evaluator["evaluation"][0], CONFIDENCE_PROPERTY) or comparison.DEFAULT_CONFIDENCE
+        result["eval_slices"] = slice_metrics(evaluation_uri, confidence)
         result["eval"] = accuracies(result["eval_slices"][0]["candidate"])  # "Overall" comes first
+        result["comparisons"] = result["eval_slices"][0]["comparisons"]
         result["value_floor"] = _custom(evaluator["evaluation"][0], VALUE_FLOOR_PROPERTY)
+        result["floor_baseline"] = _custom(evaluator["evaluation"][0], FLOOR_BASELINE_PROPERTY)
+        result["confidence"] = confidence
         blessing = evaluator["blessing"][0]
         result["blessed"] = bool(_custom(blessing, "blessed"))
         result["compared_with"] = _custom(blessing, "baseline_model") or None

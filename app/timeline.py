@@ -61,6 +61,9 @@ class SpanEntry:
     warm_start: Optional[Dict[str, Any]]  # e.g. {"rows_copied": 1200, "new_ids": 30}
     wall_seconds: float
     component_seconds: Dict[str, float]
+    # The gate's paired comparisons on the span (core.comparison.Comparison.to_json), by what the candidate was
+    # compared with: "blessed_model" (the deployed model), "floor_baseline". Absent from older timelines.
+    comparisons: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         window = tuple(self.train_spans)
@@ -82,7 +85,7 @@ class SpanEntry:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SpanEntry:
         """The entry from `to_json`'s dict; ValueError naming the missing or unknown keys."""
-        missing = [key for key in cls.keys() if key not in data]
+        missing = [key for key in cls.keys() if key not in data and key not in _OPTIONAL_KEYS]
         unknown = sorted(set(data) - set(cls.keys()))
         if missing or unknown:
             raise ValueError(f"span entry {data.get('span', '?')}: "
@@ -104,7 +107,12 @@ class SpanEntry:
             warm_start=dict(data["warm_start"]) if data["warm_start"] is not None else None,
             wall_seconds=float(data["wall_seconds"]),
             component_seconds={str(name): float(value) for name, value in data["component_seconds"].items()},
+            comparisons={str(name): dict(value) for name, value in data.get("comparisons", {}).items()},
         )
+
+
+# Keys an entry of an older timeline.json may lack.
+_OPTIONAL_KEYS = ("comparisons",)
 
 
 def _optional_float(value: Any) -> Optional[float]:
@@ -246,6 +254,11 @@ def _drift(entry: SpanEntry) -> str:
     return f"{len(entry.drift)} ({name.split()[0]} {value:.3f})"
 
 
+def _compared(entry: SpanEntry, against: str) -> str:
+    found = entry.comparisons.get(against)
+    return found["words"] if found else "-"
+
+
 def markdown(entries: Iterable[SpanEntry]) -> str:
     """timeline.md: one row per span, the summary, the plot and the drift findings."""
     entries = merged(entries)
@@ -256,16 +269,20 @@ def markdown(entries: Iterable[SpanEntry]) -> str:
         "model trained in this run (on the spans in `window`), frozen = the first model the replay deployed, never "
         "retrained; best baseline among popularity, recent popularity, item-kNN and EASE. `-`: no such model yet.",
         "",
-        "| span | window | deployed | candidate | frozen | popularity | best baseline | blessed | pushed version "
-        "| drift (largest distance) | wall time |",
-        "|---" * 11 + "|",
+        "The gate's comparisons on the span: the candidate minus the deployed model and minus the floor baseline, "
+        "with their interval over users (`better`, `worse` or `not distinguishable` from zero).",
+        "",
+        "| span | window | deployed | candidate | frozen | popularity | best baseline | candidate vs deployed "
+        "| candidate vs floor baseline | blessed | pushed version | drift (largest distance) | wall time |",
+        "|---" * 13 + "|",
     ]
     for entry in entries:
         best = best_baseline(entry)
         out.append(
             f"| {entry.span} | {_window(entry)} | {_accuracy(entry.deployed_top_100)} | {_accuracy(entry.candidate_top_100)} "
             f"| {_accuracy(entry.frozen_top_100)} | {_accuracy(entry.baselines_top_100.get(POPULARITY))} "
-            f"| {f'{best[0]} {best[1]:.4f}' if best else '-'} | {'yes' if entry.blessed else 'no'} "
+            f"| {f'{best[0]} {best[1]:.4f}' if best else '-'} | {_compared(entry, 'blessed_model')} "
+            f"| {_compared(entry, 'floor_baseline')} | {'yes' if entry.blessed else 'no'} "
             f"| {entry.pushed_version or '-'} | {_drift(entry)} | {duration(entry.wall_seconds)} |"
         )
     out += ["", "## Summary", "", *summary_lines(summary(entries)), "", f"![top-100 accuracy per span]({PLOT_FILE})", ""]

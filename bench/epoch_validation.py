@@ -2,6 +2,8 @@
 
   python bench/epoch_validation.py [--data DIR | --synthetic N] [--config default] [--split temporal]
       [--epochs 12] [--validation-fraction 0.1] [--seeds 42,43,44] [--set KEY=VALUE ...]
+  python bench/epoch_validation.py --epochs 8 --seeds 42,43 \
+      --compare 'age:time_features=["history_age"]' --compare 'calendar:time_features=["history_age","calendar"]'
 
 The eval split is never read. The job's own split (`--split`, train fraction
 0.8) gives the train ratings; the script writes them alone as a dataset (same
@@ -19,7 +21,13 @@ split after each epoch with the Trainer's metric (exclusion included). Training
 `e` epochs of a longer run gives the same model as a run of `e` epochs (no
 schedule depends on the epoch count), so one run measures every epoch count.
 
-It prints the validation top-100 per epoch and the choice by the one-standard-
+With --compare, it trains the baseline variant and each named timestamp-variant
+candidate for --epochs and prints each candidate's paired difference with the
+baseline variant on the validation ratings, with its interval over users
+(core.comparison, as the gate), per seed and with each rating's hits averaged
+over the seeds: how the time features were chosen without reading the eval split.
+
+Otherwise it prints the validation top-100 per epoch and the choice by the one-standard-
 error rule: the fewest epochs whose top-100 (averaged over variants and seeds)
 is within one binomial standard error (over the validation ratings) of the
 best epoch's.
@@ -97,8 +105,9 @@ def prepare(data: str, config_name: str, split: str, validation_fraction: float,
     }
 
 
-def curve(paths: dict, config, epochs: int) -> list:
-    """Validation top-k after each of `epochs` epochs, with trainer.task's functions: [{k: accuracy}]."""
+def curve(paths: dict, config, epochs: int, per_rating: dict = None) -> list:
+    """Validation top-k after each of `epochs` epochs, with trainer.task's functions: [{k: accuracy}]. With
+    `per_rating`, it gets the last epoch's hit of each validation rating at GATE_K ("hits") and its user."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -111,16 +120,65 @@ def curve(paths: dict, config, epochs: int) -> list:
     layer = tf_transform_output.transform_features_layer()
     model = task.build_model(tf_transform_output, config)
     train = task.shuffled_batches(task.transformed_ratings(paths["train"], layer), config.batch_size, config.seed)
-    validation = task.metric_batches(task.raw_ratings(paths["validation"]), layer)
+    raw_validation = task.raw_ratings(paths["validation"])
+    validation = task.metric_batches(raw_validation, layer)
     catalog = task.read_catalog(paths["catalog"])
     names = [F.MOVIE_TITLE] + ([F.MOVIE_ID] if config.history_length else [])
     exclusions = catalog[F.MOVIE_ID] if config.exclude_history else None
     out = []
     for epoch in range(epochs):
         model.fit(train, epochs=epoch + 1, initial_epoch=epoch, verbose=0)
+        if per_rating is not None and epoch + 1 < epochs:
+            continue  # only the last epoch is measured
         candidates = task.catalog_embeddings(model, layer, {name: catalog[name] for name in names})
-        out.append(task.factorized_top_k(model, candidates, validation, TOP_KS, exclusions))
+        hits = {} if per_rating is not None else None
+        out.append(task.factorized_top_k(model, candidates, validation, TOP_KS, exclusions, hits))
+    if per_rating is not None:
+        per_rating["hits"] = hits[GATE_K].astype(int).tolist()
+        per_rating["users"] = [u.decode() for u in raw_validation[F.USER_ID].numpy().tolist()]
     return out
+
+
+def parse_candidate(text: str):
+    """--compare NAME:KEY=VALUE;KEY=VALUE -> (name, {key: value}) (values as for --set)."""
+    from app.cli import model_overrides
+
+    name, _, settings = text.partition(":")
+    return name, model_overrides([pair for pair in settings.split(";") if pair])
+
+
+def compare(args, paths: dict, n_validation: int) -> None:
+    """Each --compare candidate (a timestamp variant) against the baseline variant, per seed and over the seeds
+    (each rating's hits averaged over them), on the validation slice: the gate's paired comparison."""
+    import numpy as np
+
+    from core import comparison
+
+    candidates = [("baseline", {"use_timestamps": False})] + [
+        (name, {"use_timestamps": True, **settings}) for name, settings in map(parse_candidate, args.compare)]
+    hits, users = {}, None
+    for name, settings in candidates:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            job = json.dumps({"settings": settings, "seed": seed, "paths": paths, "per_rating": True})
+            out = __import__("subprocess").run(
+                [sys.executable, __file__, "--config", args.config, "--epochs", str(args.epochs), "--one", job,
+                 *[f"--set={pair}" for pair in args.set]], capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"child failed:\n{out.stderr[-3000:]}")
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            hits[(name, seed)] = np.array(result["per_rating"]["hits"], float)
+            users = result["per_rating"]["users"]
+            print(f"{name:14s} seed {seed}: validation top-{GATE_K} {hits[(name, seed)].mean():.4f}   "
+                  f"({result['seconds']:.0f} s)", flush=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    users = np.array(users)
+    print(f"against the baseline variant on {n_validation} validation ratings, {len(set(users.tolist()))} users "
+          f"({comparison.METHOD}, {comparison.DEFAULT_CONFIDENCE:.0%}):")
+    for name, _ in candidates[1:]:
+        per_seed = [comparison.from_hits(users, hits[(name, s)], hits[("baseline", s)]).words() for s in seeds]
+        pooled = comparison.from_hits(users, np.mean([hits[(name, s)] for s in seeds], axis=0),
+                                      np.mean([hits[("baseline", s)] for s in seeds], axis=0))
+        print(f"  {name:14s} over {len(seeds)} seeds: {pooled.words()}; per seed: " + "; ".join(per_seed))
 
 
 def one_standard_error_choice(mean_by_epoch: list, n_validation: int) -> int:
@@ -140,6 +198,9 @@ def main() -> None:
     parser.add_argument("--validation-fraction", type=float, default=0.1, help="of all ratings, carved from train")
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME:KEY=VALUE;...",
+                        help="a timestamp-variant candidate, compared with the baseline variant after --epochs "
+                             "(paired, users resampled); repeat per candidate")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # a child: one variant and seed on prepared artifacts
@@ -148,10 +209,12 @@ def main() -> None:
 
         job = json.loads(args.one)
         config = NAMED_CONFIGS[args.config].replace(**model_overrides(args.set))
-        config = config.replace(use_timestamps=VARIANTS[job["variant"]], seed=job["seed"], epochs=args.epochs)
+        settings = job.get("settings") or {"use_timestamps": VARIANTS[job["variant"]]}
+        config = config.replace(**settings, seed=job["seed"], epochs=args.epochs)
         started = time.time()
-        values = curve(job["paths"], config, args.epochs)
-        print(json.dumps({"curve": values, "seconds": time.time() - started}))
+        per_rating = {} if job.get("per_rating") else None
+        values = curve(job["paths"], config, args.epochs, per_rating)
+        print(json.dumps({"curve": values, "seconds": time.time() - started, "per_rating": per_rating}))
         return
 
     from pipeline.config import NAMED_SPLITS
@@ -171,6 +234,9 @@ def main() -> None:
     print(f"{args.config}, {split} split: validation = the last {args.validation_fraction:.0%} of all ratings "
           f"({n_validation} ratings) carved from train (train fraction {paths['train_fraction']:.4f} of it); "
           f"work dir {work}")
+    if args.compare:
+        compare(args, paths, n_validation)
+        return
     curves = {}
     for variant in VARIANTS:
         for seed in (int(s) for s in args.seeds.split(",")):

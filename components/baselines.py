@@ -39,7 +39,8 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from trainer.config import TOP_KS, metrics_by_k
+from trainer import tfma_metric
+from trainer.config import GATE_K, TOP_KS, metrics_by_k
 from transform import features as F
 
 EXAMPLES_KEY = "examples"
@@ -148,7 +149,9 @@ def top_k_hits(scores: np.ndarray, targets: np.ndarray, excluded: Sequence[Ragge
     return np.stack([rank < k for k in ks])
 
 
-def _accuracies(score_fn, evaluation: Split, tiebreak: np.ndarray, exclude: bool, ks: Sequence[int]) -> Dict[int, float]:
+def _scored(score_fn, evaluation: Split, tiebreak: np.ndarray, exclude: bool, ks: Sequence[int],
+                per_rating: Optional[Dict[int, np.ndarray]] = None) -> Dict[int, float]:
+    """{k: top-k accuracy}; with `per_rating`, it also gets {k: each eval rating's hit, bool [ratings]}."""
     hits = []
     position = _positions(tiebreak)
     for start in range(0, len(evaluation.items), _BATCH):
@@ -157,6 +160,8 @@ def _accuracies(score_fn, evaluation: Split, tiebreak: np.ndarray, exclude: bool
         excluded = [part[start:stop] for part in evaluation.rated] if exclude else []
         hits.append(top_k_hits(scores, evaluation.items[start:stop], excluded, position, ks))
     hits = np.concatenate(hits, axis=1)
+    if per_rating is not None:
+        per_rating.update({int(k): hits[i] for i, k in enumerate(ks)})
     return {int(k): float(hits[i].mean()) for i, k in enumerate(ks)}
 
 
@@ -187,28 +192,34 @@ def _history_sum(matrix: np.ndarray):
 
 
 def compute(train: Split, evaluation: Split, num_items: int, exclude_history: bool,
-            ks: Sequence[int] = TOP_KS) -> Dict[str, Dict]:
-    """Every baseline's top-k accuracies: {name: {k: accuracy}}, and "notes" on skipped ones."""
+            ks: Sequence[int] = TOP_KS, per_rating: Optional[Dict[str, Dict[int, np.ndarray]]] = None
+            ) -> Dict[str, Dict]:
+    """Every baseline's top-k accuracies: {name: {k: accuracy}}, and "notes" on skipped ones. With `per_rating`,
+    it also gets {name: {k: each eval rating's hit}} (the Evaluator's paired comparison with the floor)."""
     popularity = _counts(train.items, num_items)
     tiebreak = popularity
     constant = lambda vector: (lambda histories: np.broadcast_to(vector, (len(histories), num_items)))  # noqa: E731
     out: Dict[str, Dict] = {}
     notes: Dict[str, str] = {}
-    out["popularity"] = _accuracies(constant(popularity), evaluation, tiebreak, exclude_history, ks)
+
+    def _accuracies(score_fn, name):
+        hits = per_rating.setdefault(name, {}) if per_rating is not None else None
+        return _scored(score_fn, evaluation, tiebreak, exclude_history, ks, hits)
+
+    out["popularity"] = _accuracies(constant(popularity), "popularity")
     recent = train.timestamps >= train.timestamps.max() - RECENT_DAYS * 86400
-    out["recent_popularity"] = _accuracies(constant(_counts(train.items[recent], num_items)), evaluation, tiebreak,
-                                           exclude_history, ks)
+    out["recent_popularity"] = _accuracies(constant(_counts(train.items[recent], num_items)), "recent_popularity")
     x = _user_item(train, num_items)
     gram = x.T @ x  # co-occurrence, float32 [items, items]
     norms = np.sqrt(np.diag(gram))
     cosine = gram / np.maximum(norms[:, None] * norms[None, :], 1e-12)
     np.fill_diagonal(cosine, 0.0)
-    out["item_knn"] = _accuracies(_history_sum(cosine), evaluation, tiebreak, exclude_history, ks)
+    out["item_knn"] = _accuracies(_history_sum(cosine), "item_knn")
     if num_items <= EASE_MAX_ITEMS:
         p = np.linalg.inv(gram.astype(np.float64) + EASE_LAMBDA * np.eye(num_items))
         b = (-p / np.diag(p)[None, :]).astype(np.float32)
         np.fill_diagonal(b, 0.0)
-        out["ease"] = _accuracies(_history_sum(b), evaluation, tiebreak, exclude_history, ks)
+        out["ease"] = _accuracies(_history_sum(b), "ease")
     else:
         notes["ease"] = f"skipped: {num_items} movies > {EASE_MAX_ITEMS} (its item-item inverse would not fit the time)"
     if notes:
@@ -223,7 +234,13 @@ def accuracies_only(baselines: Mapping[str, Mapping]) -> Dict[str, Dict[int, flo
 
 def best_at(baselines: Mapping[str, Mapping[int, float]], k: int) -> float:
     """The best baseline's top-k accuracy (the Evaluator's default value floor)."""
-    return max(accuracies[k] for accuracies in accuracies_only(baselines).values())
+    return accuracies_only(baselines)[best_name_at(baselines, k)][k]
+
+
+def best_name_at(baselines: Mapping[str, Mapping[int, float]], k: int) -> str:
+    """The best baseline at top-k (the first listed of equals): the Evaluator's floor baseline."""
+    scored = accuracies_only(baselines)
+    return max(scored, key=lambda name: scored[name][k])
 
 
 # ---------------------------------------------------------------------------
@@ -234,6 +251,11 @@ def write(baselines: Mapping[str, Mapping], artifact: types.Artifact) -> None:
     tf.io.gfile.makedirs(artifact.uri)
     with tf.io.gfile.GFile(f"{artifact.uri.rstrip('/')}/{BASELINES_FILE}", "w") as f:
         json.dump(baselines, f, indent=2)
+
+
+def per_rating_hits_path(uri: str) -> str:
+    """Where a Baselines artifact holds each eval rating's hits (trainer.tfma_metric.write_per_rating_hits)."""
+    return f"{uri.rstrip('/')}/{tfma_metric.PER_RATING_HITS_FILE}"
 
 
 def read(uri: str) -> Dict[str, Dict]:
@@ -327,9 +349,16 @@ class Executor(base_executor.BaseExecutor):
         index = _catalog_index(artifact_utils.get_single_instance(input_dict[CATALOG_KEY]))
         train = _read_split(train_examples, exec_properties.get(TRAIN_SPLIT_KEY) or "train", index,
                             histories=False)
-        baselines = compute(train, _read_split(examples, "eval", index), len(index),
-                            exclude_history=bool(exec_properties[EXCLUDE_HISTORY_KEY]))
-        write(baselines, artifact_utils.get_single_instance(output_dict[BASELINES_KEY]))
+        evaluation = _read_split(examples, "eval", index)
+        per_rating: Dict[str, Dict[int, np.ndarray]] = {}
+        baselines = compute(train, evaluation, len(index), exclude_history=bool(exec_properties[EXCLUDE_HISTORY_KEY]),
+                            per_rating=per_rating)
+        artifact = artifact_utils.get_single_instance(output_dict[BASELINES_KEY])
+        write(baselines, artifact)
+        movies = np.array(sorted(index, key=index.get), dtype=object)
+        tfma_metric.write_per_rating_hits(
+            per_rating_hits_path(artifact.uri), GATE_K, evaluation.users, movies[evaluation.items],
+            evaluation.timestamps, {name: hits[GATE_K] for name, hits in per_rating.items()})
 
 
 class Baselines(base_component.BaseComponent):

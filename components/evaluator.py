@@ -1,11 +1,19 @@
-"""BaselineGatedEvaluator: TFX's Evaluator whose value floor can come from the Baselines component.
+"""BaselineGatedEvaluator: TFX's Evaluator whose floor can come from the Baselines component.
 
-The gate's value floor must be in the eval config, which is fixed when the
+The gate's floor must be in the eval config, which is fixed when the
 pipeline is built, but the baselines are scored only once ExampleGen has run.
-With `floor_from_baselines`, this executor reads the Baselines artifact and
-raises the lower bound of every value threshold in the eval config to the best
-baseline's top-GATE_K accuracy before TFX's Evaluator runs. The floor it
-applied is recorded on the evaluation artifact (custom property `value_floor`). TFMA's extractors
+This executor reads the Baselines artifact before TFX's Evaluator runs and
+completes the eval config (pipeline.evaluation):
+
+* the comparison with the floor baseline (trainer.tfma_metric.PairedGain,
+  against "baseline") is pointed at the best baseline's per-rating hits;
+* with `floor_from_baselines`, the lower bound of every value threshold of the
+  accuracy is raised to the best baseline's top-GATE_K accuracy;
+* with no blessed model to compare with (the first run), the comparison with
+  it is dropped (TFMA fails a threshold whose metric it did not compute).
+
+What it applied is recorded on the evaluation artifact (custom properties
+`value_floor`, `floor_baseline`, `confidence`). TFMA's extractors
 come from components.evaluator_extractors (TFX's `custom_extractors` hook:
 TFMA's defaults, carrying only the columns the eval config reads; the same
 metrics). Everything else is TFX's Evaluator, unchanged.
@@ -25,10 +33,13 @@ from tfx.utils import json_utils, proto_utils
 
 from components import baselines as baselines_component
 from components import evaluator_extractors
+from trainer import tfma_metric
 from trainer.config import GATE_K
 
 FLOOR_FROM_BASELINES_KEY = "floor_from_baselines"
 VALUE_FLOOR_PROPERTY = "value_floor"
+FLOOR_BASELINE_PROPERTY = "floor_baseline"
+CONFIDENCE_PROPERTY = "confidence"
 
 
 class BaselineGatedEvaluatorSpec(standard_component_specs.EvaluatorSpec):
@@ -43,10 +54,13 @@ class BaselineGatedEvaluatorSpec(standard_component_specs.EvaluatorSpec):
 
 
 def raise_value_floor(eval_config: tfma.EvalConfig, floor: float) -> float:
-    """Sets every value threshold's lower bound to at least `floor`; returns the gate's floor."""
+    """Sets every value threshold's lower bound of the accuracy to at least `floor`; returns the gate's floor.
+    (The comparisons' thresholds, on differences, are not floors.)"""
     applied = None
     for metrics_spec in eval_config.metrics_specs:
         for metric in metrics_spec.metrics:
+            if tfma_metric.is_paired_gain(metric):
+                continue
             thresholds = [metric.threshold] + [per_slice.threshold for per_slice in metric.per_slice_thresholds]
             for threshold in thresholds:
                 if threshold.HasField("value_threshold"):
@@ -56,21 +70,45 @@ def raise_value_floor(eval_config: tfma.EvalConfig, floor: float) -> float:
     return floor if applied is None else applied
 
 
+def set_comparisons(eval_config: tfma.EvalConfig, has_blessed_model: bool, floor_baseline: str,
+                    hits_path: str) -> float:
+    """Completes the PairedGain metrics of `eval_config` (module docstring); returns their confidence level."""
+    confidence = None
+    for metrics_spec in eval_config.metrics_specs:
+        kept = [metric for metric in metrics_spec.metrics
+                if has_blessed_model or not tfma_metric.is_paired_gain(metric, tfma_metric.AGAINST_BLESSED)]
+        del metrics_spec.metrics[:]
+        metrics_spec.metrics.extend(kept)
+        for metric in metrics_spec.metrics:
+            if tfma_metric.is_paired_gain(metric, tfma_metric.AGAINST_BASELINE):
+                tfma_metric.set_params(metric, baseline=floor_baseline, hits_path=hits_path)
+            if tfma_metric.is_paired_gain(metric):
+                confidence = tfma_metric.params(metric).get("confidence", confidence)
+    return confidence
+
+
 class Executor(evaluator_executor.Executor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         eval_config = tfma.EvalConfig()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.EVAL_CONFIG_KEY], eval_config)
+        baselines_uri = artifact_utils.get_single_uri(input_dict[baselines_component.BASELINES_KEY])
+        scored = baselines_component.read(baselines_uri)
+        floor_baseline = baselines_component.best_name_at(scored, GATE_K)
         if exec_properties.get(FLOOR_FROM_BASELINES_KEY):
-            baselines_uri = artifact_utils.get_single_uri(input_dict[baselines_component.BASELINES_KEY])
-            floor = baselines_component.best_at(baselines_component.read(baselines_uri), GATE_K)
-            floor = raise_value_floor(eval_config, floor)
-            exec_properties = {
-                **exec_properties, standard_component_specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(eval_config)
-            }
+            floor = raise_value_floor(eval_config, baselines_component.best_at(scored, GATE_K))
         else:
             floor = raise_value_floor(eval_config, 0.0)
+        confidence = set_comparisons(
+            eval_config, bool(input_dict.get(standard_component_specs.BASELINE_MODEL_KEY)), floor_baseline,
+            baselines_component.per_rating_hits_path(baselines_uri))
+        exec_properties = {
+            **exec_properties, standard_component_specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(eval_config)
+        }
         evaluation = artifact_utils.get_single_instance(output_dict[standard_component_specs.EVALUATION_KEY])
         evaluation.set_float_custom_property(VALUE_FLOOR_PROPERTY, floor)
+        evaluation.set_string_custom_property(FLOOR_BASELINE_PROPERTY, floor_baseline)
+        if confidence is not None:
+            evaluation.set_float_custom_property(CONFIDENCE_PROPERTY, confidence)
         module_keys = (standard_component_specs.MODULE_PATH_KEY, standard_component_specs.MODULE_FILE_KEY)
         if not any(exec_properties.get(key) for key in module_keys):
             # TFX's Evaluator takes its extractors from this module's custom_extractors.

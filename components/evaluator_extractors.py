@@ -57,6 +57,8 @@ def read_features(eval_config: tfma.EvalConfig) -> Optional[Set[str]]:
         if any(metric.module != tfma_metric.__name__ and metric.class_name != tfma.metrics.ExampleCount.__name__
                for metric in metrics_spec.metrics):
             return None
+        if any(tfma_metric.is_paired_gain(metric) for metric in metrics_spec.metrics):
+            names.update(tfma_metric.PAIRED_FEATURES)  # the user (resampled) and the rating's key
     return names
 
 

@@ -15,6 +15,7 @@ import urllib.parse
 from typing import Dict, Optional, Tuple
 
 from components.movielens import files, spans
+from core import comparison
 from core.errors import ConfigError, check_choice
 from trainer.config import NAMED_CONFIGS, VARIANTS, ModelConfig  # noqa: F401  (VARIANTS: the job's models)
 from transform.config import TransformConfig
@@ -151,11 +152,14 @@ class PipelineConfig:
     transform: TransformConfig = TransformConfig()
     model: ModelConfig = NAMED_CONFIGS["tutorial"]
     config_name: str = "tutorial"
-    # Evaluator gate on top-GATE_K accuracy: value floor (None: the best
-    # baseline's, see components.evaluator) and the minimum improvement over
-    # the latest blessed model.
+    # Evaluator gate on top-GATE_K accuracy (pipeline.evaluation): value floor
+    # (None: the best baseline's, and the interval of the difference with it
+    # above 0; see components.evaluator), the minimum improvement over the
+    # latest blessed model (the interval's lower bound above it), and the
+    # intervals' confidence level (users resampled: core.comparison).
     value_floor: Optional[float] = None
     min_improvement: float = 0.0
+    confidence: float = comparison.DEFAULT_CONFIDENCE
     # Beam: the in-process FnApiRunner (what DirectRunner picks for batch
     # pipelines, named so that Beam does not first try to fetch Prism).
     # Without a dependency flag, each TFX Beam executor copies the TFX install
@@ -190,6 +194,9 @@ class PipelineConfig:
             if not 0.0 < threshold <= 1.0:
                 raise ConfigError(f"drift threshold of {feature}: {threshold} is not in (0, 1] "
                                   "(a Jensen-Shannon divergence)")
+        problem = comparison.check_confidence(self.confidence)
+        if problem:
+            raise ConfigError(f"confidence: {problem}")
         if self.max_bad_rows < 0:
             raise ConfigError(f"max_bad_rows: {self.max_bad_rows} is negative")
         if self.beam_workers < 1:

@@ -1,15 +1,23 @@
 """The Evaluator's TFMA config: top-k retrieval accuracy (trainer.tfma_metric) and the blessing gate.
 
-Gate on top-GATE_K accuracy: a value floor and, against the latest blessed
-model, an improvement of more than `config.min_improvement`
-(HIGHER_IS_BETTER). With no blessed model yet, only the floor applies.
+The gate, on top-GATE_K accuracy over the whole eval split, blesses a model when
 
-The floor: `config.value_floor` when set (--value-floor); otherwise the best
-baseline's top-GATE_K accuracy on the same eval split, which is known only
-once the Baselines component has run. The eval config then carries a floor of
-0 and the BaselineGatedEvaluator raises it to the baselines' value at run time
-(components.evaluator), so a compiled Vertex / Kubeflow spec gates the same
-way as a local run.
+* against the latest blessed model: the lower bound of the interval of the
+  paired difference (trainer.tfma_metric.PairedGain: the same eval ratings,
+  users resampled, `config.confidence`) is above `config.min_improvement`;
+  with no blessed model yet, this comparison is not made;
+* against the floor: with `config.value_floor` unset (the default), the floor
+  is the best baseline of the Baselines component, and the lower bound of the
+  paired difference with it is above 0 (and its point value is above the
+  baseline's); with --value-floor X, the point value is at least X and the
+  comparison with the best baseline is reported, not gated on.
+
+The baselines are known only once the Baselines component has run: the eval
+config carries the comparisons' shapes and the BaselineGatedEvaluator fills in
+the best baseline and its per-rating hits at run time (components.evaluator),
+so a compiled Vertex / Kubeflow spec gates the same way as a local run.
+Every comparison is computed for every slice and reported; only the overall
+slice is gated.
 """
 
 from __future__ import annotations
@@ -24,18 +32,24 @@ from trainer.config import GATE_K, TOP_KS
 from trainer.export import EVAL_SIGNATURE
 
 SLICE_FEATURES = ("user_in_train", "history_bucket")
-# Strictly better: an improvement of at least this much over min_improvement.
+# Strictly above a bound: at least this much more.
 _EPSILON = 1e-9
 
 
-def _threshold(config: PipelineConfig) -> tfma.MetricThreshold:
-    return tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.value_floor or 0.0}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": config.min_improvement + _EPSILON},
-        ),
-    )
+def _lower_bound(value: float) -> tfma.MetricThreshold:
+    return tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": value}))
+
+
+def _gate_overall(metric: tfma.MetricConfig, value: float) -> tfma.MetricConfig:
+    """`metric` gated on the whole eval split only (not each slice): its value at least `value`."""
+    metric.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()]).threshold.CopyFrom(_lower_bound(value))
+    return metric
+
+
+def paired_gain_config(against: str, config: PipelineConfig) -> tfma.MetricConfig:
+    metric = tfma.MetricConfig(class_name=tfma_metric.PairedGain.__name__, module=tfma_metric.__name__)
+    tfma_metric.set_params(metric, k=GATE_K, against=against, confidence=config.confidence)
+    return metric
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -44,9 +58,15 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         metric = tfma.MetricConfig(
             class_name=tfma_metric.TopKAccuracy.__name__, module=tfma_metric.__name__, config=f'"k": {k}'
         )
-        if k == GATE_K:  # the gate judges the whole eval split, not each slice
-            metric.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()]).threshold.CopyFrom(_threshold(config))
+        if k == GATE_K:  # the point floor; raised to the best baseline's at run time unless --value-floor
+            _gate_overall(metric, config.value_floor or 0.0)
         metrics.append(metric)
+    # Strictly above: the lower bound must exceed min_improvement (against the blessed model) and 0
+    # (against the floor baseline), not equal it.
+    metrics.append(_gate_overall(paired_gain_config(tfma_metric.AGAINST_BLESSED, config),
+                                 config.min_improvement + _EPSILON))
+    against_baseline = paired_gain_config(tfma_metric.AGAINST_BASELINE, config)
+    metrics.append(_gate_overall(against_baseline, _EPSILON) if config.value_floor is None else against_baseline)
     metrics.append(tfma.MetricConfig(class_name="ExampleCount"))  # each slice's size, for the report
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=EVAL_SIGNATURE, model_type="tf_generic")],

@@ -60,11 +60,17 @@ def test_default_config_serves_the_future_beyond_every_baseline(default):
     assert max(baseline["eval"][100], timestamp["eval"][100]) >= 0.64
     # The first model is judged on the floor only: blessed and pushed.
     assert baseline["blessed"] and baseline["pushed_to"] and baseline["compared_with"] is None
-    # The timestamp model is compared with the blessed baseline: pushed only if better.
+    # The timestamp model is compared with the blessed baseline: pushed only if the interval of the gain over
+    # users is clear of zero (with the default min_improvement, 0).
     assert timestamp["compared_with"] == baseline["model_uri"]
-    better = timestamp["eval"][100] > baseline["eval"][100]
+    compared = timestamp["comparisons"]["blessed_model"]
+    assert compared["diff"] == pytest.approx(timestamp["eval"][100] - baseline["eval"][100], abs=1e-6)
+    assert compared["users"] == 301 and compared["ratings"] == 20_000
+    better = compared["lower"] > 0
     assert timestamp["blessed"] == better
     assert (timestamp["pushed_to"] is not None) == better
+    for model in (baseline, timestamp):  # both beat the floor baseline (EASE) clear of zero
+        assert model["floor_baseline"] == "ease" and model["comparisons"]["floor_baseline"]["lower"] > 0.03
     # Sliced by what the user had before: the report carries every slice.
     slices = {entry["slice"]: entry["candidate"] for entry in baseline["eval_slices"]}
     assert {"Overall", "user_in_train:0", "user_in_train:1", "history_bucket:0", "history_bucket:50+"} <= set(slices)

@@ -61,7 +61,11 @@ def test_worse_candidate_is_not_blessed_and_serving_is_untouched(gated):
     assert candidate["compared_with"] == baseline["model_uri"]  # the latest blessed model
     assert _tree(gated["config"].serving_dir) == gated["serving_after_first"]
     reasons = " ".join(candidate["not_blessed_because"])
-    assert "top_100_accuracy improvement over the blessed model" in reasons
+    assert "the gain over the latest blessed model is not clearly above 0.0000" in reasons
+    compared = candidate["comparisons"]["blessed_model"]
+    assert compared["verdict"] == "worse" and compared["upper"] < 0, compared
+    assert f"timestamp vs the latest blessed model: {compared['words']}" in open(
+        os.path.join(gated["config"].output_dir, "report.md")).read()
 
 
 def test_upstream_components_come_from_the_cache_on_the_second_run(gated):

@@ -183,7 +183,10 @@ def test_report_html_renders_in_headless_chromium_without_console_errors(run, ch
     assert len(shown["gate"]) == 2 and all("blessed" in line for line in shown["gate"])
     assert shown["slices"].count("Overall") == 2  # one table per variant, overall first, then each slice
     assert all(name == "Overall" or name.split(":")[0] in ("user_in_train", "history_bucket") for name in shown["slices"])
-    assert shown["sliceHeader"][1:] == ["example_count", *(f"top_{k}_accuracy" for k in TOP_KS)]
+    assert shown["sliceHeader"][1:-2] == ["example_count", *(f"top_{k}_accuracy" for k in TOP_KS)]
+    # The gate's comparisons with their intervals, per slice and in each model's gate entry.
+    assert shown["sliceHeader"][-2] == "vs the latest blessed model" and shown["sliceHeader"][-1].startswith("vs ")
+    assert all(" vs " in line and "[" in line for line in shown["gate"])
     assert {"user_id", "movie_title", "timestamp", "user_rating"} <= set(shown["features"])
     assert shown["facets"]
     assert shown["anomalies"] == ["train", "eval"]

@@ -63,9 +63,15 @@ def test_each_span_trains_on_the_window_before_it_and_is_gated_on_itself(replaye
         assert 0.0 < entry.candidate_top_100 <= 1.0
         assert entry.drift_measured and set(k.split()[0] for k in entry.drift_measured) == {"movie_id", "user_rating"}
     for entry in entries[1:]:
-        # The gate on the future: blessed exactly when the candidate beats the deployed model on this span.
-        assert entry.blessed == (entry.candidate_top_100 > entry.deployed_top_100), entry
+        # The gate on the future: blessed exactly when the interval of the candidate's gain over the deployed
+        # model on this span (users resampled) is clear of zero (floor 0: the baselines are reported only).
+        compared = entry.comparisons["blessed_model"]
+        assert compared["diff"] == pytest.approx(entry.candidate_top_100 - entry.deployed_top_100, abs=1e-6)
+        assert entry.blessed == (compared["lower"] > 0), entry
         assert bool(entry.pushed_version) == entry.blessed
+        assert "floor_baseline" in entry.comparisons
+    table = open(os.path.join(replayed["out"], timeline.MARKDOWN_FILE)).read()
+    assert entries[1].comparisons["blessed_model"]["words"] in table
 
 
 def test_the_deployed_model_is_the_last_pushed_and_the_frozen_one_is_scored_like_the_evaluator(replayed):

@@ -91,6 +91,10 @@ class ModelConfig:
     # ("history_age"), the gap since the previous rating ("since_previous"),
     # hour and weekday ("calendar").
     time_features: Tuple[str, ...] = ("history_age",)
+    # Dropout of each rating-time embedding (calendar, since_previous) of the
+    # history-aware query tower, whole per example, while training: the model
+    # cannot lean on the time alone.
+    time_dropout: float = 0.0
     # Start from the latest blessed model's weights (trainer.warm_start): the
     # pipeline then feeds it to the Trainer as its base model. Off by default:
     # the main job trains two variants in one pipeline, and the second must not
@@ -129,8 +133,9 @@ class ModelConfig:
         check_choice("history_encoder", self.history_encoder, HISTORY_ENCODERS)
         if not isinstance(self.history_length, int) or self.history_length < 0:
             raise ConfigError(f"history_length: {self.history_length!r} is not an integer >= 0")
-        if not 0.0 <= self.history_dropout < 1.0:
-            raise ConfigError(f"history_dropout: {self.history_dropout!r} is not in [0, 1)")
+        for name in ("history_dropout", "time_dropout"):
+            if not isinstance(getattr(self, name), (int, float)) or not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name}: {getattr(self, name)!r} is not in [0, 1)")
         if not isinstance(self.warm_start, bool):
             raise ConfigError(f"warm_start: {self.warm_start!r} is not true or false")
         if self.warm_start_epochs is not None and not self.warm_start:

@@ -231,8 +231,9 @@ class HistoryQueryTower(tf.keras.Model):
     are pooled two ways: their mean, and one learned query token attending
     over them (multi-head attention); an empty history pools to zeros and
     the query token alone. Time features: embeddings of the calendar and of
-    the gap since the previous rating, and each history movie's age added
-    to its embedding.
+    the gap since the previous rating (each dropped whole while training with
+    probability time_dropout), and each history movie's age added to its
+    embedding.
     """
 
     def __init__(self, movies: MovieCandidateTower, num_movies: int, config: ModelConfig):
@@ -253,6 +254,9 @@ class HistoryQueryTower(tf.keras.Model):
         if "calendar" in self._time:
             self.hour_embedding = tf.keras.layers.Embedding(F.HOURS_PER_DAY, d, name="hour_embedding")
             self.weekday_embedding = tf.keras.layers.Embedding(F.DAYS_PER_WEEK, d, name="weekday_embedding")
+        # Each rating-time embedding (calendar, since_previous) dropped whole while training (noise [B, 1]).
+        self.time_dropout = (tf.keras.layers.Dropout(config.time_dropout, noise_shape=(None, 1), name="time_dropout")
+                             if config.time_dropout and self._time - {"history_age"} else None)
         if "since_previous" in self._time:
             self.since_previous_embedding = tf.keras.layers.Embedding(F.NUM_LOG_BUCKETS, d, name="since_previous_embedding")
         if "history_age" in self._time:
@@ -275,10 +279,14 @@ class HistoryQueryTower(tf.keras.Model):
             self.age_embedding(tf.range(F.NUM_LOG_BUCKETS)) if ages else None,
             self.attention, self.query_token if self.attention is not None else None)
         parts = [mean] + ([attended] if attended is not None else [])
+        timed = []
         if "calendar" in self._time:
-            parts += [self.hour_embedding(features[F.HOUR_OF_DAY]), self.weekday_embedding(features[F.DAY_OF_WEEK])]
+            timed += [self.hour_embedding(features[F.HOUR_OF_DAY]), self.weekday_embedding(features[F.DAY_OF_WEEK])]
         if "since_previous" in self._time:
-            parts.append(self.since_previous_embedding(features[F.SINCE_PREVIOUS]))
+            timed.append(self.since_previous_embedding(features[F.SINCE_PREVIOUS]))
+        if self.time_dropout is not None:
+            timed = [self.time_dropout(part, training=training) for part in timed]
+        parts += timed
         out = self.projection(tf.concat(parts, axis=1))
         return tf.math.l2_normalize(out, axis=-1) if self._normalize else out
 

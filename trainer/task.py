@@ -327,7 +327,8 @@ def _batch_function(dataset):
 
 
 def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.data.Dataset, ks: Sequence[int],
-                     catalog_ids: Optional[np.ndarray] = None) -> Dict[int, float]:
+                     catalog_ids: Optional[np.ndarray] = None, per_rating: Optional[Dict[int, np.ndarray]] = None
+                     ) -> Dict[int, float]:
     """tfrs.metrics.FactorizedTopK accuracies of `model` over the catalog.
 
     candidates: float32 [num_movies, embedding_dim]; dataset: batches of
@@ -335,7 +336,9 @@ def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.d
     candidates' movie ids), movies in each rating's history and rated_before are excluded,
     with the exported model's own functions (export.exclude, export.hits):
     a hit at k when fewer than k non-excluded catalog movies score strictly
-    higher than the rated movie (FactorizedTopK's definition).
+    higher than the rated movie (FactorizedTopK's definition). With catalog_ids
+    and `per_rating`, that dict also gets {k: each rating's hit, float32
+    [ratings]}, in the dataset's order (the paired comparisons of the benches).
     """
     if catalog_ids is None:
         # A brute-force index (one matmul and top-k per batch) rather than a
@@ -366,10 +369,16 @@ def factorized_top_k(model: RetrievalModel, candidates: tf.Tensor, dataset: tf.d
         positive = export.positive_scores(scores, batch[RAW_MOVIE_ID], fallback, positions)
         return tf.stack(list(export.hits(scores, positive, ks).values()))
 
+    kept = []
     for batch in dataset:
         got = batch_hits(batch).numpy()
         hits += got.sum(axis=1)
         count += got.shape[1]
+        if per_rating is not None:
+            kept.append(got)
+    if per_rating is not None:
+        every = np.concatenate(kept, axis=1)
+        per_rating.update({int(k): every[i] for i, k in enumerate(ks)})
     return {int(k): float(h / count) for k, h in zip(ks, hits, strict=True)}
 
 

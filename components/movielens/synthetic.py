@@ -9,6 +9,14 @@ or CSV layout, with structure a retrieval model can learn:
   four 6-hour periods of the day, and with this probability the movie comes
   from that period's own group of movies, whoever the user is.
 
+`context_effect` (in [0, 1], with sessions) plants the same kind of
+context in session data: each movie belongs to one of the four 6-hour periods
+of the day, and with this probability a rating's movie is drawn from the
+movies of the period its time falls in (by popularity at that time), instead
+of by the user's history or taste. Only a model that reads the rating's time
+of day can learn it (the timestamp variant's calendar features); at 0 the
+data are those of `sessions=True` byte for byte.
+
 Those ratings are drawn independently, in no order: a user's history says
 little beyond their taste, and a history model does not learn from them (at
 1M, 0.208 top-100 against popularity's 0.403). `sessions=True` draws them the
@@ -68,6 +76,7 @@ def generate(
     days: int = 200,
     as_zip: bool = False,
     sessions: bool = False,
+    context_effect: float = 0.0,
 ) -> str:
     """Writes a synthetic dataset; returns the directory (or .zip) path.
 
@@ -79,11 +88,16 @@ def generate(
         raise ValueError(f"layout must be one of {LAYOUTS}")
     if sessions and time_of_day_effect:
         raise ValueError("time_of_day_effect applies to independent ratings: not with sessions=True")
+    if context_effect and not sessions:
+        raise ValueError("context_effect applies to session data: use sessions=True (or time_of_day_effect)")
+    if not 0.0 <= context_effect <= 1.0:
+        raise ValueError(f"context_effect: {context_effect} is not in [0, 1]")
     rng = np.random.RandomState(seed)
     titles = _titles(num_movies, rng)
     genres = [sorted(rng.choice(len(_ML100K_GENRES) - 1, size=rng.randint(1, 3), replace=False) + 1) for _ in titles]
     if sessions:
-        users, movies, timestamps = _sessions(rng, num_users, num_movies, num_ratings, num_tastes, start, days)
+        users, movies, timestamps = _sessions(rng, num_users, num_movies, num_ratings, num_tastes, start, days,
+                                              context_effect)
         ratings = rng.randint(1, 6, size=len(users))
         return _write(path, layout, as_zip, _render(layout, titles, genres, users, movies, ratings, timestamps,
                                                     num_users, rng))
@@ -198,7 +212,7 @@ def _cdf(weights: np.ndarray) -> np.ndarray:
 
 
 def _sessions(rng: np.random.RandomState, num_users: int, num_movies: int, num_ratings: int, num_tastes: int,
-              start: int, days: int):
+              start: int, days: int, context_effect: float = 0.0):
     """Users, movies, timestamps (int arrays [n], n <= num_ratings) of users rating in sessions.
 
     Each user has a taste group and one active period (start uniform over the
@@ -209,7 +223,10 @@ def _sessions(rng: np.random.RandomState, num_users: int, num_movies: int, num_r
     movie, both by popularity at that time (released movies only, new ones
     boosted). A movie the user already rated is drawn again: 4 times a
     similar movie of a recent one, then from all movies; a rating still
-    without a movie after _ATTEMPTS draws is left out.
+    without a movie after _ATTEMPTS draws is left out. With context_effect,
+    that share of ratings (the first draw) takes a movie of the rating's
+    period of the day instead (generate's docstring); the random numbers of
+    the other draws are the same.
     """
     taste_of_movie = rng.randint(0, num_tastes, size=num_movies)
     vectors = rng.randn(num_tastes, _DIM)[taste_of_movie] + 0.7 * rng.randn(num_movies, _DIM)
@@ -241,6 +258,14 @@ def _sessions(rng: np.random.RandomState, num_users: int, num_movies: int, num_r
     period = np.clip(np.searchsorted(edges, timestamps, side="right") - 1, 0, len(edges) - 1)
     user_taste = rng.randint(0, num_tastes, size=num_users)
     kind = rng.rand(len(users))
+    in_context = np.zeros(len(users), bool)
+    if context_effect:  # drawn after everything else: the rest of the data keeps its random numbers
+        period_of_movie = rng.randint(0, _PERIODS, size=num_movies)
+        in_context = rng.rand(len(users)) < context_effect
+        of_day = (timestamps % 86400) // (86400 // _PERIODS)
+        by_context = period * _PERIODS + of_day
+        context_of = _Sampler(_cdf(weight[:, None, :] * (period_of_movie[None, None, :]
+                                                         == np.arange(_PERIODS)[None, :, None])).reshape(-1, num_movies))
 
     movies = np.full(len(users), -1, np.int64)
     rated = set()
@@ -249,13 +274,17 @@ def _sessions(rng: np.random.RandomState, num_users: int, num_movies: int, num_r
         user = users[rows]
         by_taste = period[rows] * num_tastes + user_taste[user]
         chosen = np.empty(len(rows), np.int64)
-        neighbour = kind[rows] < _P_NEIGHBOUR if position else np.zeros(len(rows), bool)
+        contextual = in_context[rows]
+        neighbour = (kind[rows] < _P_NEIGHBOUR if position else np.zeros(len(rows), bool)) & ~contextual
         anything = kind[rows] >= _P_NEIGHBOUR + _P_TASTE
         repeat = np.ones(len(rows), bool)
         for attempt in range(_ATTEMPTS):  # a repeat is drawn again: a similar movie, then anything
             similar = repeat & (neighbour if attempt == 0 else np.full(len(rows), position > 0 and attempt <= 4))
-            group = repeat & ~similar & ~anything & (attempt == 0)
-            other = repeat & ~similar & ~group
+            by_day = repeat & contextual & (attempt == 0)
+            group = repeat & ~similar & ~anything & ~by_day & (attempt == 0)
+            other = repeat & ~similar & ~group & ~by_day
+            if by_day.any():
+                chosen[by_day] = context_of(by_context[rows[by_day]], rng)
             if similar.any():  # one of the last _RECENT movies, each attempt anew
                 back = rng.randint(1, min(_RECENT, position) + 1, size=similar.sum())
                 sources = movies[rows[similar] - back]

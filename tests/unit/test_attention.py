@@ -81,3 +81,23 @@ def test_history_dropout_drops_whole_movies_while_training():
     np.testing.assert_allclose(np.unique(per_movie), [0.0, kept], rtol=1e-6)
     assert abs((per_movie == 0).mean() - config.history_dropout) < 0.03
     np.testing.assert_array_equal(tower.dropout(embedded, training=False).numpy(), embedded.numpy())
+
+
+def test_time_dropout_drops_each_rating_time_embedding_whole_and_only_while_training():
+    from trainer.config import NAMED_CONFIGS
+    from trainer.model import HistoryQueryTower, MovieCandidateTower
+
+    config = NAMED_CONFIGS["default"].replace(use_timestamps=True, time_features=("history_age", "calendar"),
+                                              time_dropout=0.4)
+    tower = HistoryQueryTower(MovieCandidateTower(20, config), 20, config)
+    tf.keras.utils.set_random_seed(3)
+    embedded = tf.ones([2000, config.embedding_dim])
+    dropped = tower.time_dropout(embedded, training=True).numpy()
+    assert np.all(dropped == dropped[:, :1]), "an example's time embedding is dropped or kept whole"
+    np.testing.assert_allclose(np.unique(dropped), [0.0, 1.0 / 0.6], rtol=1e-6)
+    assert abs((dropped[:, 0] == 0).mean() - 0.4) < 0.03
+    np.testing.assert_array_equal(tower.time_dropout(embedded, training=False).numpy(), embedded.numpy())
+    plain = HistoryQueryTower(MovieCandidateTower(20, config), 20, config.replace(time_dropout=0.0))
+    assert plain.time_dropout is None  # no layer (no random draws) when off: the same model as before
+    ages_only = config.replace(time_features=("history_age",))
+    assert HistoryQueryTower(MovieCandidateTower(20, ages_only), 20, ages_only).time_dropout is None

@@ -74,8 +74,12 @@ def test_cli_defaults_are_the_config_defaults():
     args = cli.parser().parse_args(["run", "--data", "d"])
     config = cli.build_config(args)
     defaults = PipelineConfig(data_path="d")
-    for name in ("train_fraction", "max_bad_rows", "value_floor", "min_improvement", "beam_workers", "output_dir"):
+    for name in ("train_fraction", "max_bad_rows", "value_floor", "min_improvement", "confidence", "beam_workers",
+                 "output_dir"):
         assert getattr(config, name) == getattr(defaults, name), name
+    for command in (["replay", "--data", "d"], ["compile", "--image", "i", "--data", "d", "--root", "r"]):
+        gate = cli.parser().parse_args([*command, "--confidence", "0.9", "--min-improvement", "0.01"])
+        assert (gate.confidence, gate.min_improvement, gate.value_floor) == (0.9, 0.01, None), command
     assert config.model == NAMED_CONFIGS["default"]
     # Each named config has its split: the tutorial's own, the future for the default.
     assert config.split == "temporal"

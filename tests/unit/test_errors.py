@@ -45,3 +45,15 @@ def test_a_bad_setting_fails_before_any_component_runs(tmp_path, capsys):
     assert err.strip() == "error: optimizer: 'sgd' is not one of adagrad, adam"
     assert not (tmp_path / "out").exists()  # nothing started, not even the output directory
     assert time.time() - started < 5
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1.0", "error: confidence: 1.0 is not a confidence level in [0.5, 1)"),
+    ("0.2", "error: confidence: 0.2 is not a confidence level in [0.5, 1)"),
+])
+def test_a_bad_confidence_level_is_one_line_naming_it(tmp_path, capsys, value, message):
+    code = cli.main(["run", "--data", str(tmp_path / "no-data"), "--output", str(tmp_path / "out"),
+                     "--confidence", value])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == message
+    assert not (tmp_path / "out").exists()

@@ -8,12 +8,18 @@ from tensorflow_model_analysis.extractors import extractor
 from components import evaluator_extractors as ex
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import SLICE_FEATURES, eval_config
+from trainer import tfma_metric
 from trainer.export import EVAL_INPUT
 
 
-def test_the_evaluation_reads_only_the_slicing_features():
+def test_the_evaluation_reads_only_the_slicing_features_and_the_paired_comparisons_keys():
     config = eval_config(PipelineConfig(data_path="d"))
-    assert ex.read_features(config) == set(SLICE_FEATURES)
+    assert ex.read_features(config) == set(SLICE_FEATURES) | set(tfma_metric.PAIRED_FEATURES)
+    unpaired = eval_config(PipelineConfig(data_path="d"))
+    kept = [m for m in unpaired.metrics_specs[0].metrics if not tfma_metric.is_paired_gain(m)]
+    del unpaired.metrics_specs[0].metrics[:]
+    unpaired.metrics_specs[0].metrics.extend(kept)
+    assert ex.read_features(unpaired) == set(SLICE_FEATURES)
     config.slicing_specs.add(slice_keys_sql="SELECT STRUCT(user_id) FROM example")
     assert ex.read_features(config) is None  # SQL slices may read any column: TFMA's defaults unchanged
     other = eval_config(PipelineConfig(data_path="d"))

@@ -68,3 +68,34 @@ def test_sessions_make_the_order_of_a_history_matter(tmp_path):
 def test_sessions_refuse_the_time_of_day_knob(tmp_path):
     with pytest.raises(ValueError, match="time_of_day_effect"):
         synthetic.generate(str(tmp_path), sessions=True, time_of_day_effect=0.3)
+
+
+def _period_share(data) -> float:
+    """The largest share of one movie's ratings in one 6-hour period of the day, averaged over the movies
+    with at least 20 ratings (0.25 when the time of day says nothing of the movie)."""
+    r = data.ratings
+    period = (r.timestamps % 86400) // (86400 // 4)
+    movies = np.asarray(r.movie_ids)
+    shares = []
+    for movie in np.unique(movies):
+        mine = period[movies == movie]
+        if len(mine) >= 20:
+            shares.append(np.bincount(mine, minlength=4).max() / len(mine))
+    return float(np.mean(shares))
+
+
+def test_planted_context_ties_movies_to_the_time_of_day_and_zero_is_the_plain_sessions(tmp_path):
+    plain = _load(tmp_path / "plain", sessions=True)
+    zero = _load(tmp_path / "zero", sessions=True, context_effect=0.0)
+    assert all((tmp_path / "plain" / f).read_bytes() == (tmp_path / "zero" / f).read_bytes()
+               for f in ("ratings.dat", "movies.dat", "users.dat"))
+    planted = _load(tmp_path / "planted", sessions=True, context_effect=0.5)
+    assert len(zero.ratings.user_ids) == len(plain.ratings.user_ids)
+    assert _period_share(plain) < 0.4, _period_share(plain)
+    assert _period_share(planted) > _period_share(plain) + 0.05, (_period_share(planted), _period_share(plain))
+    pairs = set(zip(planted.ratings.user_ids, planted.ratings.movie_ids, strict=True))
+    assert len(pairs) == len(planted.ratings.user_ids), "still a movie at most once per user"
+    with pytest.raises(ValueError, match="context_effect applies to session data"):
+        synthetic.generate(str(tmp_path / "x"), context_effect=0.3)
+    with pytest.raises(ValueError, match=r"context_effect: 1.5 is not in \[0, 1\]"):
+        synthetic.generate(str(tmp_path / "x"), sessions=True, context_effect=1.5)

@@ -46,12 +46,17 @@ def test_top_k_accuracy_computes_one_key_per_model():
 
 def _result():
     return {
-        "gate": {"k": 100, "value_floor": 0.3, "value_floor_from": "best baseline", "min_improvement": 0.0},
+        "gate": {"k": 100, "value_floor": 0.3, "value_floor_from": "best baseline", "min_improvement": 0.0,
+                 "confidence": 0.95},
         "baselines": {"popularity": {1: 0.01, 100: 0.3}},
         "models": {
             "baseline": {"eval": {1: 0.02, 100: 0.41}, "blessed": True, "pushed_to": "serving/m/17"},
             "timestamp": {"eval": {1: 0.03, 100: 0.40}, "blessed": False, "pushed_to": None,
-                          "not_blessed_because": ["top_100_accuracy improvement over the blessed model -0.0100 fails"]},
+                          "floor_baseline": "popularity",
+                          "comparisons": {"blessed_model": {"words": "not distinguishable: -0.0100 [-0.0300, +0.0100]"},
+                                          "floor_baseline": {"words": "better: +0.1000 [+0.0800, +0.1200]"}},
+                          "not_blessed_because": ["the gain over the latest blessed model is not clearly above 0.0000: "
+                                                  "its interval's lower bound is -0.0300"]},
         },
     }
 
@@ -62,28 +67,46 @@ def test_table_rows_baselines_then_models_and_the_gate_decisions():
     assert lines[2].split() == ["popularity", "0.0100", "0.3000", "-", "-"]
     assert lines[3].split() == ["baseline", "0.0200", "0.4100", "yes", "serving/m/17"]
     assert lines[4].split() == ["timestamp", "0.0300", "0.4000", "no", "-"]
-    assert lines[5] == ("gate: eval top-100 accuracy >= 0.3000 (value floor: best baseline) "
-                        "and > latest blessed model + 0.0")
+    assert lines[5] == ("gate: eval top-100 accuracy >= 0.3000 (value floor: best baseline) with the 95% interval "
+                        "of the gain over it above 0, and the 95% interval of the gain over the latest blessed model "
+                        "above 0.0 (users resampled)")
     assert lines[6:] == ["baseline: blessed and pushed",
-                         "timestamp: not blessed: top_100_accuracy improvement over the blessed model -0.0100 fails"]
+                         "timestamp vs the latest blessed model: not distinguishable: -0.0100 [-0.0300, +0.0100]",
+                         "timestamp vs popularity: better: +0.1000 [+0.0800, +0.1200]",
+                         "timestamp: not blessed: the gain over the latest blessed model is not clearly above 0.0000: "
+                         "its interval's lower bound is -0.0300"]
     assert "| popularity | 0.0100 | 0.3000 | - | - |" in report.markdown({**_result(), "dataset": {
         "path": "d", "layout": "ml-100k", "ratings": 10, "movies": 3, "train": 8, "eval": 2}, "split": "temporal",
         "config": "default"})
 
 
-def test_the_gate_judges_the_overall_slice_and_takes_the_baselines_floor():
-    from components.evaluator import raise_value_floor
+def test_the_gate_judges_the_overall_slice_on_intervals_and_takes_the_baselines_floor():
+    from components.evaluator import raise_value_floor, set_comparisons
     from pipeline.config import PipelineConfig
     from pipeline.evaluation import SLICE_FEATURES, eval_config
 
-    config = eval_config(PipelineConfig(data_path="d", min_improvement=0.01))
+    config = eval_config(PipelineConfig(data_path="d", min_improvement=0.01, confidence=0.9))
     assert [list(spec.feature_keys) for spec in config.slicing_specs] == [[], *([key] for key in SLICE_FEATURES)]
-    gated = [m for m in config.metrics_specs[0].metrics if m.per_slice_thresholds]
-    assert len(gated) == 1 and not gated[0].HasField("threshold")  # no threshold on the slices
-    [per_slice] = gated[0].per_slice_thresholds
-    assert [list(spec.feature_keys) for spec in per_slice.slicing_specs] == [[]]  # the overall slice only
-    assert per_slice.threshold.change_threshold.absolute.value == pytest.approx(0.01)
+    metrics = config.metrics_specs[0].metrics
+    gated = {m.class_name + ":" + tfma_metric.params(m).get("against", ""): m for m in metrics if m.per_slice_thresholds}
+    assert sorted(gated) == ["PairedGain:baseline", "PairedGain:blessed", "TopKAccuracy:"]
+    for metric in gated.values():
+        assert not metric.HasField("threshold")  # no threshold on the slices
+        [per_slice] = metric.per_slice_thresholds
+        assert [list(spec.feature_keys) for spec in per_slice.slicing_specs] == [[]]  # the overall slice only
+        assert not per_slice.threshold.HasField("change_threshold")  # point changes are not the rule
+    bound = lambda name: gated[name].per_slice_thresholds[0].threshold.value_threshold.lower_bound.value  # noqa: E731
+    assert bound("PairedGain:blessed") == pytest.approx(0.01) and bound("PairedGain:blessed") > 0.01
+    assert bound("PairedGain:baseline") == pytest.approx(0.0, abs=1e-8) and bound("PairedGain:baseline") > 0.0
+    assert {tfma_metric.params(m)["confidence"] for m in gated.values() if m.class_name == "PairedGain"} == {0.9}
     assert raise_value_floor(config, 0.53) == pytest.approx(0.53)
-    assert per_slice.threshold.value_threshold.lower_bound.value == pytest.approx(0.53)
+    assert bound("TopKAccuracy:") == pytest.approx(0.53)
+    # At run time: pointed at the best baseline's hits; without a blessed model, that comparison is dropped.
+    assert set_comparisons(config, False, "ease", "b/per_rating_hits.json") == 0.9
+    left = [tfma_metric.params(m) for m in config.metrics_specs[0].metrics if tfma_metric.is_paired_gain(m)]
+    assert left == [{"against": "baseline", "baseline": "ease", "confidence": 0.9, "hits_path": "b/per_rating_hits.json",
+                     "k": 100}]
     explicit = eval_config(PipelineConfig(data_path="d", value_floor=0.6))
     assert raise_value_floor(explicit, 0.0) == pytest.approx(0.6)  # --value-floor stays
+    reported = [m for m in explicit.metrics_specs[0].metrics if tfma_metric.is_paired_gain(m, "baseline")]
+    assert len(reported) == 1 and not reported[0].per_slice_thresholds  # reported, not gated on

@@ -1,5 +1,6 @@
 """The replay's timeline files: timeline.json round trip, the summary, timeline.md, timeline.png, resuming."""
 
+import dataclasses
 import json
 import os
 import struct
@@ -44,7 +45,7 @@ def test_an_entry_has_exactly_the_documented_keys_and_survives_a_json_round_trip
     assert SpanEntry.keys() == [
         "span", "train_spans", "eval_ratings", "candidate_top_100", "deployed_top_100", "frozen_top_100",
         "baselines_top_100", "blessed", "pushed_version", "serving_version", "drift", "drift_measured", "warm_start",
-        "wall_seconds", "component_seconds",
+        "wall_seconds", "component_seconds", "comparisons",
     ]
     as_json = entries[2].to_json()
     assert as_json["train_spans"] == [0, 2] and as_json["warm_start"] == {"rows_copied": 1200, "new_ids": 30}
@@ -58,6 +59,20 @@ def test_an_entry_has_exactly_the_documented_keys_and_survives_a_json_round_trip
     assert document["entries"][0]["deployed_top_100"] is None and document["entries"][0]["frozen_top_100"] is None
     assert timeline.read(str(tmp_path / timeline.JSON_FILE)) == entries
     assert timeline.read(str(tmp_path)) == entries  # the directory works too
+    older = entries[2].to_json()
+    del older["comparisons"]  # a timeline.json written before the gate's intervals
+    assert SpanEntry.from_json(older).comparisons == {}
+
+
+def test_the_table_shows_the_gates_comparisons_in_words():
+    compared = {"blessed_model": {"words": "not distinguishable: +0.0020 [-0.0030, +0.0090]"},
+                "floor_baseline": {"words": "better: +0.0700 [+0.0600, +0.0800]"}}
+    entries = [_replay()[0], dataclasses.replace(_replay()[1], comparisons=compared)]
+    table = timeline.markdown(entries)
+    row = next(line for line in table.splitlines() if line.startswith("| 2 |"))
+    assert "| not distinguishable: +0.0020 [-0.0030, +0.0090] | better: +0.0700 [+0.0600, +0.0800] |" in row
+    first = next(line for line in table.splitlines() if line.startswith("| 1 |"))
+    assert first.count("| - |") >= 2
 
 
 def test_from_json_names_missing_and_unknown_keys():
@@ -115,10 +130,10 @@ def test_the_markdown_has_one_row_per_span_and_the_summary_figures():
     text = timeline.markdown(_replay())
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert rows == [
-        "| 1 | 0 | - | 0.2000 | - | 0.1000 | recent_popularity 0.1100 | yes | 1700000001 | 0 | 2 min 00 s |",
-        "| 2 | 0-1 | 0.2100 | 0.2200 | 0.2100 | 0.1100 | recent_popularity 0.1200 | no | - | 1 | 1 min 40 s |",
-        "| 3 | 0-2 | 0.2300 | 0.2600 | 0.1900 | 0.1200 | recent_popularity 0.1300 | yes | 1700000003 | 0 | 1 min 20 s |",
-        "| 4 | 1-3 | 0.2500 | 0.2500 | 0.1700 | 0.1300 | recent_popularity 0.1400 | no | - | 2 | 1 min 40 s |",
+        "| 1 | 0 | - | 0.2000 | - | 0.1000 | recent_popularity 0.1100 | - | - | yes | 1700000001 | 0 | 2 min 00 s |",
+        "| 2 | 0-1 | 0.2100 | 0.2200 | 0.2100 | 0.1100 | recent_popularity 0.1200 | - | - | no | - | 1 | 1 min 40 s |",
+        "| 3 | 0-2 | 0.2300 | 0.2600 | 0.1900 | 0.1200 | recent_popularity 0.1300 | - | - | yes | 1700000003 | 0 | 1 min 20 s |",
+        "| 4 | 1-3 | 0.2500 | 0.2500 | 0.1700 | 0.1300 | recent_popularity 0.1400 | - | - | no | - | 2 | 1 min 40 s |",
     ]
     assert "The deployed model beats popularity on 3 of 3 served spans (100%)." in text
     assert "Over the 3 spans both served: mean top-100 accuracy 0.2300 deployed vs 0.1900 frozen (+0.0400)." in text
