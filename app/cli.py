@@ -90,6 +90,7 @@ def build_config(args) -> PipelineConfig:
         value_floor=args.value_floor,
         min_improvement=args.min_improvement,
         confidence=args.confidence,
+        training_noise=args.training_noise,
         beam_workers=args.beam_workers,
         metadata_uri=args.metadata_uri,
     )
@@ -147,7 +148,7 @@ def cmd_replay(args) -> int:
     config = named_config(
         args.config, data_path=args.data, output_dir=args.output, split="span", window_spans=args.window_spans,
         value_floor=args.value_floor, min_improvement=args.min_improvement, confidence=args.confidence,
-        drift_thresholds=drift_thresholds(args.drift_threshold),
+        training_noise=args.training_noise, drift_thresholds=drift_thresholds(args.drift_threshold),
         stop_on_drift=args.stop_on_drift, max_bad_rows=args.max_bad_rows,
     ).with_model(use_timestamps=VARIANTS[args.variant])
     if not args.cold_start:
@@ -243,7 +244,8 @@ def cmd_compile(args) -> int:
 
         config = named_config(args.config, data_path=args.data, output_dir=args.root, split=args.split, cloud=cloud,
                               value_floor=args.value_floor, min_improvement=args.min_improvement,
-                              confidence=args.confidence, window_spans=args.window_spans)
+                              confidence=args.confidence, training_noise=args.training_noise,
+                              window_spans=args.window_spans)
         if config.split == SPAN_SPLIT:  # continuous training: each run starts from the deployed model
             config = config.replace(model=config.model.continuous())
         compile_pipeline(config, image=args.image, output=args.output)
@@ -293,6 +295,9 @@ def parser() -> argparse.ArgumentParser:
                            "be above this to bless")
     gate.add_argument("--confidence", type=float, default=_default("confidence"),
                       help="the confidence level of the gate's intervals (users resampled)")
+    gate.add_argument("--training-noise", type=float, default=_default("training_noise"),
+                      help="the standard deviation of the top-100 difference between two trainings of one config "
+                           "(A/A runs: bench/gate_bench.py aa); widens every interval; 0: the users' interval alone")
 
     run = sub.add_parser("run", parents=[common, gate], help="train, evaluate and gate the baseline and the timestamp model")
     run.add_argument("--data", help="MovieLens directory or .zip (ml-100k, ml-1m or CSV layout); "

@@ -81,6 +81,7 @@ def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
             "value_floor_from": "--value-floor" if config.value_floor is not None else "best baseline",
             "min_improvement": config.min_improvement,
             "confidence": config.confidence,
+            "training_noise": config.training_noise,
             "comparison": comparison.METHOD,
         },
         "baselines": data["baselines"],

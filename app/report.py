@@ -49,8 +49,10 @@ def gate_rule(gate: Dict) -> str:
     floor = f"eval top-{gate['k']} accuracy >= {gate['value_floor']:.4f} (value floor: {gate['value_floor_from']})"
     if gate["value_floor_from"] == "best baseline":
         floor += f" with the {level} interval of the gain over it above 0"
+    noise = gate.get("training_noise") or 0.0
+    how = f"users resampled, training noise {noise:.4f}" if noise else "users resampled"
     return (f"{floor}, and the {level} interval of the gain over the latest blessed model above "
-            f"{gate['min_improvement']} (users resampled)")
+            f"{gate['min_improvement']} ({how})")
 
 
 def comparison_lines(name: str, comparisons: Dict, floor_baseline: Optional[str] = None) -> List[str]:

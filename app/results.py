@@ -142,7 +142,8 @@ def slice_metrics(evaluation_uri: str, confidence: float = comparison.DEFAULT_CO
         for against, values in parts.items():
             entry["comparisons"][COMPARED_WITH[against]] = comparison.Comparison(
                 diff=values[""], lower=values["lower"], upper=values["upper"], confidence=confidence,
-                users=int(values["users"]), ratings=int(count) if count is not None else 0).to_json()
+                users=int(values["users"]), ratings=int(count) if count is not None else 0,
+                training_noise=values.get("noise", 0.0)).to_json()
         out.append(entry)
     return sorted(out, key=lambda e: (e["slice"] != "Overall", e["slice"]))
 

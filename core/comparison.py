@@ -13,6 +13,16 @@ the same ratio of sums). The interval always contains the point difference (a
 percentile bound on the far side of it is moved to it: it happens only when
 almost every draw ties).
 
+Training noise. Two trainings of one config with different seeds are two
+different functions: on ml-100k they differ by more than the eval users can
+hide (A/A runs, bench/gate_bench.py aa). Resampling users says how sure the
+data are about *these two models*, not about two *configs*; so the gate widens
+each interval by the training noise, a standard deviation measured by A/A runs
+(`training_noise`: of the difference between two trainings), added in quadrature
+to each side of the bootstrap interval (the two are independent: the eval users
+and the training seeds). A comparison with a baseline, which has no seed, takes
+half its variance (one trained model, not two).
+
 Cost: O(draws x users), independent of the number of ratings once each user's
 two sums are known; see bench/gate_bench.py for the figures.
 """
@@ -20,14 +30,20 @@ two sums are known; see bench/gate_bench.py for the figures.
 from __future__ import annotations
 
 import dataclasses
+import math
+import statistics
 from typing import Dict, Optional
 
 import numpy as np
 
 BOOTSTRAP_DRAWS = 2000
 BOOTSTRAP_SEED = 20231
-METHOD = f"paired percentile bootstrap over users, {BOOTSTRAP_DRAWS} draws, seed {BOOTSTRAP_SEED}"
+METHOD = (f"paired percentile bootstrap over users, {BOOTSTRAP_DRAWS} draws, seed {BOOTSTRAP_SEED}, "
+          "widened in quadrature by the training noise")
 DEFAULT_CONFIDENCE = 0.95
+# The gate's default training noise (PipelineConfig.training_noise): measured by A/A runs of the default
+# config (README, Evaluation and the deployment gate).
+DEFAULT_TRAINING_NOISE = 0.0035
 # Draws are made this many at a time: [chunk, users] counts in memory.
 _CHUNK = 250
 
@@ -44,6 +60,8 @@ class Comparison:
     confidence: float
     users: int
     ratings: int
+    # The standard deviation of the difference from training alone that the interval includes (0: users only).
+    training_noise: float = 0.0
 
     @property
     def verdict(self) -> str:
@@ -63,7 +81,24 @@ class Comparison:
 
     @classmethod
     def from_json(cls, value: Dict) -> "Comparison":
-        return cls(**{f.name: value[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: value[f.name] for f in dataclasses.fields(cls) if f.name in value})
+
+    def widened(self, noise: float) -> "Comparison":
+        """This comparison with `noise` (a standard deviation of the difference, independent of the users)
+        added in quadrature to each side of the interval."""
+        if noise <= 0 or math.isnan(self.diff):
+            return self
+        z = statistics.NormalDist().inv_cdf(0.5 + self.confidence / 2)
+        lower = self.diff - math.hypot(self.diff - self.lower, z * noise)
+        upper = self.diff + math.hypot(self.upper - self.diff, z * noise)
+        return dataclasses.replace(self, lower=lower, upper=upper, training_noise=noise)
+
+
+def check_training_noise(noise: float) -> Optional[str]:
+    """None when `noise` is a usable standard deviation, else why not."""
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= noise < 1.0:
+        return f"{noise!r} is not a standard deviation of a top-k difference in [0, 1)"
+    return None
 
 
 def check_confidence(confidence: float) -> Optional[str]:
@@ -111,3 +146,17 @@ def from_hits(users: np.ndarray, hits_a: np.ndarray, hits_b: np.ndarray, confide
 def detectable_difference(comparison: Comparison) -> float:
     """The smallest true difference this comparison's interval would put clear of zero: its half-width."""
     return (comparison.upper - comparison.lower) / 2.0
+
+
+def noise_of(pairs) -> float:
+    """The training noise from A/A comparisons (each: a second training minus the first, same config and data,
+    another seed; measured with training_noise 0). An A/A difference's mean is 0 and its variance is the
+    training noise's plus the users' (the bootstrap's, read off each interval as a normal one's): the square
+    root of the mean squared difference less the mean squared users' standard error, at least 0."""
+    pairs = list(pairs)
+    if not pairs:
+        return 0.0
+    z = statistics.NormalDist().inv_cdf(0.5 + pairs[0].confidence / 2)
+    squares = sum(p.diff ** 2 for p in pairs) / len(pairs)
+    users = sum(((p.upper - p.lower) / (2 * z)) ** 2 for p in pairs) / len(pairs)
+    return math.sqrt(max(0.0, squares - users))

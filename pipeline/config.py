@@ -160,6 +160,10 @@ class PipelineConfig:
     value_floor: Optional[float] = None
     min_improvement: float = 0.0
     confidence: float = comparison.DEFAULT_CONFIDENCE
+    # The standard deviation of the top-GATE_K difference between two trainings
+    # of one config with different seeds (core.comparison): every interval is
+    # widened by it. Measured by A/A runs (bench/gate_bench.py aa, README).
+    training_noise: float = comparison.DEFAULT_TRAINING_NOISE
     # Beam: the in-process FnApiRunner (what DirectRunner picks for batch
     # pipelines, named so that Beam does not first try to fetch Prism).
     # Without a dependency flag, each TFX Beam executor copies the TFX install
@@ -197,6 +201,9 @@ class PipelineConfig:
         problem = comparison.check_confidence(self.confidence)
         if problem:
             raise ConfigError(f"confidence: {problem}")
+        problem = comparison.check_training_noise(self.training_noise)
+        if problem:
+            raise ConfigError(f"training_noise: {problem}")
         if self.max_bad_rows < 0:
             raise ConfigError(f"max_bad_rows: {self.max_bad_rows} is negative")
         if self.beam_workers < 1:

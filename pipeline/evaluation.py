@@ -4,7 +4,8 @@ The gate, on top-GATE_K accuracy over the whole eval split, blesses a model when
 
 * against the latest blessed model: the lower bound of the interval of the
   paired difference (trainer.tfma_metric.PairedGain: the same eval ratings,
-  users resampled, `config.confidence`) is above `config.min_improvement`;
+  users resampled, `config.confidence`, widened by `config.training_noise`:
+  core.comparison) is above `config.min_improvement`;
   with no blessed model yet, this comparison is not made;
 * against the floor: with `config.value_floor` unset (the default), the floor
   is the best baseline of the Baselines component, and the lower bound of the
@@ -48,7 +49,8 @@ def _gate_overall(metric: tfma.MetricConfig, value: float) -> tfma.MetricConfig:
 
 def paired_gain_config(against: str, config: PipelineConfig) -> tfma.MetricConfig:
     metric = tfma.MetricConfig(class_name=tfma_metric.PairedGain.__name__, module=tfma_metric.__name__)
-    tfma_metric.set_params(metric, k=GATE_K, against=against, confidence=config.confidence)
+    tfma_metric.set_params(metric, k=GATE_K, against=against, confidence=config.confidence,
+                           training_noise=config.training_noise)
     return metric
 
 

@@ -33,6 +33,22 @@ def cli() -> Cli:
     return Cli()
 
 
+def file_tree(path):
+    """Every file under `path` with its size and modification time (to check that nothing there changed)."""
+    out = {}
+    for root, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            out[os.path.relpath(full, path)] = (os.path.getsize(full), os.path.getmtime(full))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tree():
+    """conftest.file_tree, for tests."""
+    return file_tree
+
+
 @pytest.fixture(scope="session")
 def ml100k_path():
     if not os.path.exists(os.path.join(ML_100K, "u.data")):

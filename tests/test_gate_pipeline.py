@@ -13,18 +13,8 @@ from pipeline.config import named_config
 from trainer.config import TOP_KS
 
 
-def _tree(path):
-    """Every file under `path` with its size and modification time."""
-    out = {}
-    for root, _, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            out[os.path.relpath(full, path)] = (os.path.getsize(full), os.path.getmtime(full))
-    return out
-
-
 @pytest.fixture(scope="module")
-def gated(tmp_path_factory):
+def gated(tmp_path_factory, tree):
     tmp = tmp_path_factory.mktemp("gate")
     data = synthetic.generate(str(tmp / "data"), num_users=120, num_movies=300, num_ratings=6000, seed=4, time_of_day_effect=0.3)
     config = named_config("default", data_path=data, output_dir=str(tmp / "out"), value_floor=0.0).with_model(
@@ -32,7 +22,7 @@ def gated(tmp_path_factory):
         sampling_bias_correction=False, temperature=1.0,
     )
     first = run_job(config, variants=["baseline"])
-    serving_after_first = _tree(config.serving_dir)
+    serving_after_first = tree(config.serving_dir)
     # A candidate that cannot have learned anything: learning rate 0.
     second = run_job(config.with_model(learning_rate=0.0), variants=["timestamp"])
     return {"config": config, "first": first, "second": second, "serving_after_first": serving_after_first}
@@ -53,13 +43,13 @@ def test_tfma_agrees_with_factorized_top_k(gated):
         assert abs(baseline["eval"][k] - baseline["trainer_eval"][k]) <= 0.002, k
 
 
-def test_worse_candidate_is_not_blessed_and_serving_is_untouched(gated):
+def test_worse_candidate_is_not_blessed_and_serving_is_untouched(gated, tree):
     candidate = gated["second"]["models"]["timestamp"]
     baseline = gated["first"]["models"]["baseline"]
     assert candidate["eval"][100] < baseline["eval"][100]
     assert candidate["blessed"] is False and candidate["pushed_to"] is None
     assert candidate["compared_with"] == baseline["model_uri"]  # the latest blessed model
-    assert _tree(gated["config"].serving_dir) == gated["serving_after_first"]
+    assert tree(gated["config"].serving_dir) == gated["serving_after_first"]
     reasons = " ".join(candidate["not_blessed_because"])
     assert "the gain over the latest blessed model is not clearly above 0.0000" in reasons
     compared = candidate["comparisons"]["blessed_model"]

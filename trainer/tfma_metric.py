@@ -125,7 +125,7 @@ def gain_name(k: int, against: str, part: str = "lower") -> str:
     return f"top_{k}_gain_over_{against}" + (f"_{part}" if part else "")
 
 
-GAIN_PARTS = ("lower", "", "upper", "users")
+GAIN_PARTS = ("lower", "", "upper", "users", "noise")
 
 
 def rating_key(user_id, movie_id, timestamp) -> Tuple[bytes, bytes, int]:
@@ -182,18 +182,18 @@ class PairedGain(metric_types.Metric):
 
     def __init__(self, k: int = GATE_K, against: str = AGAINST_BLESSED,
                  confidence: float = comparison.DEFAULT_CONFIDENCE, baseline: str = "", hits_path: str = "",
-                 name: Optional[str] = None):
+                 training_noise: float = 0.0, name: Optional[str] = None):
         if against not in (AGAINST_BLESSED, AGAINST_BASELINE):
             raise ValueError(f"PairedGain: against {against!r} is not {AGAINST_BLESSED!r} or {AGAINST_BASELINE!r}")
         super().__init__(_paired_gain, k=k, against=against, confidence=confidence, baseline=baseline,
-                         hits_path=hits_path, name=name or gain_name(k, against))
+                         hits_path=hits_path, training_noise=training_noise, name=name or gain_name(k, against))
 
 
 metric_types.register_metric(PairedGain)
 
 
-def _paired_gain(k: int, against: str, confidence: float, baseline: str, hits_path: str, name: str,
-                 eval_config=None, model_names: Optional[List[str]] = None, example_weighted: bool = False
+def _paired_gain(k: int, against: str, confidence: float, baseline: str, hits_path: str, training_noise: float,
+                 name: str, eval_config=None, model_names: Optional[List[str]] = None, example_weighted: bool = False
                  ) -> metric_types.MetricComputations:
     specs = list(eval_config.model_specs) if eval_config is not None else []
     candidates = [spec.name for spec in specs if not spec.is_baseline] or [(model_names or [""])[0]]
@@ -202,11 +202,13 @@ def _paired_gain(k: int, against: str, confidence: float, baseline: str, hits_pa
         return []  # no blessed model to compare with (the first run)
     candidate = candidates[0]
     stem = name[:-len("_lower")] if name.endswith("_lower") else name
-    names = {"lower": name, "": stem, "upper": f"{stem}_upper", "users": f"{stem}_users"}
+    names = {"lower": name, "": stem, **{part: f"{stem}_{part}" for part in GAIN_PARTS if part not in ("lower", "")}}
     keys = {part: metric_types.MetricKey(name=names[part], model_name=candidate, example_weighted=example_weighted)
             for part in GAIN_PARTS}
+    # Two trained models differ by the training noise; a model and a baseline (no seed) by half its variance.
+    noise = training_noise if against == AGAINST_BLESSED else training_noise / 2 ** 0.5
     combiner = PairedHits(keys, candidate, blessed[0] if against == AGAINST_BLESSED else None, hit_output(k),
-                          hits_path if against == AGAINST_BASELINE else "", baseline, k, confidence)
+                          hits_path if against == AGAINST_BASELINE else "", baseline, k, confidence, noise)
     # The features it reads (not in TFMA's default metric inputs); with them, the default inputs (predictions).
     preprocessor = metric_types.FeaturePreprocessor(feature_keys=list(PAIRED_FEATURES))
     return [metric_types.MetricComputation(keys=list(keys.values()), preprocessors=[preprocessor], combiner=combiner)]
@@ -217,7 +219,8 @@ def _flat(value) -> np.ndarray:
 
 
 class PairedHits(beam.CombineFn):
-    """Per user: [eval ratings, candidate hits minus the other's]; output: core.comparison.paired_bootstrap.
+    """Per user: [eval ratings, candidate hits minus the other's]; output: core.comparison.paired_bootstrap,
+    widened by `noise`, the training noise of this comparison (Comparison.widened).
 
     The other's hits: model `other_model`'s output in the same extract, or the
     baseline's per-rating hits from `hits_path`, looked up by rating_key (read
@@ -225,7 +228,7 @@ class PairedHits(beam.CombineFn):
     """
 
     def __init__(self, keys: Dict[str, metric_types.MetricKey], candidate: str, other_model: Optional[str],
-                 output_name: str, hits_path: str, baseline: str, k: int, confidence: float):
+                 output_name: str, hits_path: str, baseline: str, k: int, confidence: float, noise: float = 0.0):
         self._keys = keys
         self._candidate = candidate
         self._other_model = other_model
@@ -234,6 +237,7 @@ class PairedHits(beam.CombineFn):
         self._baseline = baseline
         self._k = k
         self._confidence = confidence
+        self._noise = noise
         self._table = None
 
     def _other_hits(self, predictions, features, n: int) -> np.ndarray:
@@ -288,6 +292,6 @@ class PairedHits(beam.CombineFn):
         users = sorted(accumulator)  # a fixed order: the same interval however Beam merged
         ratings = np.array([accumulator[u][0] for u in users], np.float64)
         diffs = np.array([accumulator[u][1] for u in users], np.float64)
-        result = comparison.paired_bootstrap(ratings, diffs, self._confidence)
-        return {self._keys["lower"]: result.lower, self._keys[""]: result.diff,
-                self._keys["upper"]: result.upper, self._keys["users"]: float(result.users)}
+        result = comparison.paired_bootstrap(ratings, diffs, self._confidence).widened(self._noise)
+        return {self._keys["lower"]: result.lower, self._keys[""]: result.diff, self._keys["upper"]: result.upper,
+                self._keys["users"]: float(result.users), self._keys["noise"]: result.training_noise}

@@ -82,8 +82,7 @@ def _element(users, movies, times, candidate, blessed=None):
 
 
 def _keys(against):
-    names = {"lower": tfma_metric.gain_name(100, against), "": tfma_metric.gain_name(100, against, ""),
-             "upper": tfma_metric.gain_name(100, against, "upper"), "users": tfma_metric.gain_name(100, against, "users")}
+    names = {part: tfma_metric.gain_name(100, against, part) for part in tfma_metric.GAIN_PARTS}
     return {part: metric_types.MetricKey(name=name, model_name="candidate") for part, name in names.items()}
 
 
@@ -96,10 +95,14 @@ def test_the_combiner_against_the_blessed_model_equals_the_oracle_however_beam_s
     for i in range(ids.size):  # one example at a time, as the Evaluator passes them, in three accumulators
         parts[i % 3] = combiner.add_input(parts[i % 3], _element(
             [str(ids[i]).encode()], [b"1"], [i], [a[i]], [b[i]]))
-    out = combiner.extract_output(combiner.merge_accumulators(parts))
+    merged = combiner.merge_accumulators(parts)
+    out = combiner.extract_output(merged)
     oracle = comparison.from_hits(np.array([str(i).encode() for i in ids], object), a, b)  # users in one order
     assert out == {keys["lower"]: oracle.lower, keys[""]: oracle.diff, keys["upper"]: oracle.upper,
-                   keys["users"]: 50.0}
+                   keys["users"]: 50.0, keys["noise"]: 0.0}
+    noisy = tfma_metric.PairedHits(keys, "candidate", "baseline", hit_output(100), "", "", 100, 0.95, noise=0.01)
+    widened = noisy.extract_output(merged)
+    assert widened[keys["lower"]] == pytest.approx(oracle.widened(0.01).lower) and widened[keys["noise"]] == 0.01
 
 
 def test_the_combiner_against_a_baseline_reads_its_per_rating_hits_by_rating(tmp_path):
@@ -131,3 +134,23 @@ def test_paired_gain_against_the_blessed_model_computes_nothing_without_one():
     assert sorted(key.name for key in computation.keys) == sorted(
         tfma_metric.gain_name(100, "blessed", part) for part in tfma_metric.GAIN_PARTS)
     assert {key.model_name for key in computation.keys} == {"candidate"}
+
+
+def test_the_training_noise_widens_each_side_in_quadrature_and_is_measured_from_a_a_pairs():
+    users_only = comparison.Comparison(0.004, 0.001, 0.008, 0.95, 300, 20000)
+    widened = users_only.widened(0.005)
+    z = 1.959964
+    assert widened.lower == pytest.approx(0.004 - ((0.003) ** 2 + (z * 0.005) ** 2) ** 0.5, rel=1e-5)
+    assert widened.upper == pytest.approx(0.004 + ((0.004) ** 2 + (z * 0.005) ** 2) ** 0.5, rel=1e-5)
+    assert widened.verdict == comparison.NOT_DISTINGUISHABLE and users_only.verdict == comparison.BETTER
+    assert widened.training_noise == 0.005 and users_only.widened(0.0) == users_only
+    # A/A pairs drawn with a known training noise of 0.006 on top of the users' 0.0025: measured back.
+    rng = np.random.default_rng(6)
+    se, noise = 0.0025, 0.006
+    pairs = []
+    for _ in range(400):
+        diff = rng.normal(0, (se ** 2 + noise ** 2) ** 0.5)
+        pairs.append(comparison.Comparison(diff, diff - z * se, diff + z * se, 0.95, 300, 20000))
+    assert comparison.noise_of(pairs) == pytest.approx(noise, rel=0.1)
+    assert comparison.noise_of(pairs[:1] * 0) == 0.0
+    assert "not a standard deviation" in comparison.check_training_noise(-0.1)

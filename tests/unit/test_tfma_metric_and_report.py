@@ -85,7 +85,7 @@ def test_the_gate_judges_the_overall_slice_on_intervals_and_takes_the_baselines_
     from pipeline.config import PipelineConfig
     from pipeline.evaluation import SLICE_FEATURES, eval_config
 
-    config = eval_config(PipelineConfig(data_path="d", min_improvement=0.01, confidence=0.9))
+    config = eval_config(PipelineConfig(data_path="d", min_improvement=0.01, confidence=0.9, training_noise=0.0))
     assert [list(spec.feature_keys) for spec in config.slicing_specs] == [[], *([key] for key in SLICE_FEATURES)]
     metrics = config.metrics_specs[0].metrics
     gated = {m.class_name + ":" + tfma_metric.params(m).get("against", ""): m for m in metrics if m.per_slice_thresholds}
@@ -105,7 +105,7 @@ def test_the_gate_judges_the_overall_slice_on_intervals_and_takes_the_baselines_
     assert set_comparisons(config, False, "ease", "b/per_rating_hits.json") == 0.9
     left = [tfma_metric.params(m) for m in config.metrics_specs[0].metrics if tfma_metric.is_paired_gain(m)]
     assert left == [{"against": "baseline", "baseline": "ease", "confidence": 0.9, "hits_path": "b/per_rating_hits.json",
-                     "k": 100}]
+                     "k": 100, "training_noise": 0.0}]
     explicit = eval_config(PipelineConfig(data_path="d", value_floor=0.6))
     assert raise_value_floor(explicit, 0.0) == pytest.approx(0.6)  # --value-floor stays
     reported = [m for m in explicit.metrics_specs[0].metrics if tfma_metric.is_paired_gain(m, "baseline")]
