@@ -23,6 +23,7 @@ import sys
 import time
 from typing import List, Optional
 
+from app import lock
 from app.logs import log_file, quiet_logs
 from components.movielens.spans import SPAN_SPLIT, SPLIT_METHODS
 from core.errors import ConfigError, UserError
@@ -103,14 +104,17 @@ def cmd_run(args) -> int:
         print(f"[{time.time() - started:7.1f}s] {line}", flush=True)
 
     config = build_config(args)  # validated before anything runs
-    log_path = log_file(args.output, "run")
-    print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
-    with quiet_logs(log_path, args.verbose):
-        # TensorFlow, Beam and TFX print while importing: import them here.
-        from app import report, report_html
-        from app.job import run_job
+    # The output's lock first: a second run is refused at once, before the heavy imports
+    # and before anything under the output (the log) is written.
+    with lock.exclusive(args.output):
+        log_path = log_file(args.output, "run")
+        print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
+        with quiet_logs(log_path, args.verbose):
+            # TensorFlow, Beam and TFX print while importing: import them here.
+            from app import report, report_html
+            from app.job import run_job
 
-        result = run_job(config, variants=args.variants.split(","), progress=progress)
+            result = run_job(config, variants=args.variants.split(","), progress=progress)
     print()
     print(report.table(result))
     print(f"\nreport: {os.path.join(config.output_dir, report_html.HTML_FILE)} (open it in a browser), "
@@ -152,13 +156,16 @@ def cmd_replay(args) -> int:
         config = config.replace(model=config.model.continuous())
     if overrides:
         config = config.with_model(**overrides)
-    log_path = log_file(args.output, "replay")
-    print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
-    with quiet_logs(log_path, args.verbose):
-        from app import replay, timeline
+    # The output's lock before anything under it is written: a refused replay must not
+    # touch <output>/spans/, which the running one trains and gates on.
+    with lock.exclusive(args.output):
+        log_path = log_file(args.output, "replay")
+        print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
+        with quiet_logs(log_path, args.verbose):
+            from app import replay, timeline
 
-        root = replay.prepare_data(args.data, args.output, args.span_days, args.max_bad_rows)
-        entries = replay.replay(config.replace(data_path=root), args.from_span, args.to_span, progress=progress)
+            root = replay.prepare_data(args.data, args.output, args.span_days, args.max_bad_rows)
+            entries = replay.replay(config.replace(data_path=root), args.from_span, args.to_span, progress=progress)
     print()
     print("\n".join(timeline.summary_lines(timeline.summary(entries))))
     print(f"\ntimeline: {os.path.join(args.output, timeline.MARKDOWN_FILE)}, {os.path.join(args.output, timeline.JSON_FILE)}, "
