@@ -129,7 +129,8 @@ def write(data_path: str, output_root: str, span_days: int = 7, max_bad_rows: in
 
     Every span from the first to the last rating's gets a directory; a window
     without any rating is refused (a span must have ratings), with the dates named.
-    Rewriting the same data gives the same files.
+    Rewriting the same data gives the same files; span folders of an earlier cut
+    beyond this cut's last span are deleted.
     """
     if span_days < 1:
         raise DataError(f"--span-days must be at least 1, got {span_days}")
@@ -149,6 +150,8 @@ def write(data_path: str, output_root: str, span_days: int = 7, max_bad_rows: in
     order = np.argsort(ratings.timestamps, kind="stable")
     for span in range(len(counts)):
         directory = span_dir(output_root, span)
+        if files.isdir(directory):  # an earlier cut's: no file of it may stay (another layout's, say)
+            files.remove_tree(directory)
         files.makedirs(directory)
         for name, content in catalog_bytes.items():
             files.write_bytes(files.join(directory, name), content)
@@ -157,6 +160,11 @@ def write(data_path: str, output_root: str, span_days: int = 7, max_bad_rows: in
                                    t=int(ratings.timestamps[i])) for i in rows)
         files.write_bytes(files.join(directory, reader.LAYOUT_FILES[data.layout]["ratings"]),
                           ((_CSV_HEADER if data.layout == "csv" else "") + text).encode("utf-8"))
+    # The span folders of an earlier cut that this one does not have (a shorter --span-days cut more):
+    # without this the manifest and `available` would disagree, and a replay would see spans of both cuts.
+    for stale in available(output_root):
+        if stale >= len(counts):
+            files.remove_tree(span_dir(output_root, stale))
     files.write_bytes(files.join(output_root, MANIFEST), json.dumps(manifest.to_json(), indent=1).encode("utf-8"))
     return manifest
 
