@@ -26,7 +26,8 @@ from tfx.orchestration.pipeline import RunOptions
 from tfx.orchestration.portable import launcher
 from tfx.types import standard_artifacts
 
-from components.example_gen import read_settings
+from components.example_gen import SPAN_SPLIT, read_settings
+from components.movielens import files, spans
 from components.span_resolvers import latest_per_span, span_of, statistics_spans
 from core.errors import UserError
 from pipeline.config import PipelineConfig
@@ -235,11 +236,15 @@ def run_pipeline(config: PipelineConfig, progress: Optional[Progress] = None,
     """Runs the pipeline for `config` to completion (or only up to `to_nodes`,
     e.g. the ingestion part); returns per-component timings.
 
-    A local span run (span_window "resolver") first ingests the spans of its
-    window that need it (spans_to_ingest), each as its own run of the
-    ingestion part: what the scheduler would have run when that span landed.
+    A span run first validates its span layout up to its span (spans.validate:
+    a missing, empty, duplicated or out-of-order span is one line before
+    anything runs). A local span run (span_window "resolver") then ingests the
+    spans of its window that need it (spans_to_ingest), each as its own run of
+    the ingestion part: what the scheduler would have run when that span landed.
     """
     check_metadata(config)
+    if config.split == SPAN_SPLIT:  # the whole layout, before any component runs (no TFX traceback later)
+        spans.validate(files.absolute(config.data_path), config.span, config.max_bad_rows)
     os.makedirs(config.output_dir, exist_ok=True)
     say = progress or (lambda line: None)
     timings: List[Dict] = []

@@ -4,6 +4,7 @@ what is deployed."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 
@@ -111,3 +112,16 @@ def test_a_corrupted_new_span_is_refused_and_nothing_deployed_is_touched(replaye
     assert f"{new}/u.data:2: " in result.stderr and "Traceback" not in result.stderr
     assert atomic_pusher.existing_versions(serving) == versions
     assert [e.span for e in timeline.read(out)] == [1, 2, 3]
+
+
+def test_a_missing_span_is_refused_before_any_span_trains(tmp_path, cli):
+    # span-0, span-1, span-3: the layout is checked whole before span 1 trains, not at span 2 by TFX.
+    flat = synthetic.generate(str(tmp_path / "flat"), num_users=40, num_movies=80, num_ratings=1500, days=27, seed=5)
+    root = str(tmp_path / "data")
+    spans.write(flat, root, span_days=7)
+    shutil.rmtree(spans.span_dir(root, 2))
+    out = str(tmp_path / "out")
+    result = cli("replay", "--data", root, "--output", out, *FAST, timeout=600)
+    assert result.returncode == 2
+    assert result.stderr == f"error: {root}/span-2: span 2 is missing (spans 0..3 are needed; found 0..1, 3)\n"
+    assert not os.path.exists(os.path.join(out, "pipeline")) and not os.path.exists(os.path.join(out, "metadata.sqlite"))

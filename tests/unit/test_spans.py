@@ -105,8 +105,8 @@ def test_a_span_without_ratings_is_named(layout):
 def test_spans_out_of_order_are_refused(layout):
     # Span 3 holds a rating from before span 2's latest one.
     _write_100k(os.path.join(layout, "span-3"), [(1, 5, START + 7 * DAY)])
-    with pytest.raises(DataError, match=r"span-3: spans out of order: user 1's rating of movie 5 at 1997-11-.* is "
-                                        r"earlier than the latest rating of span 2"):
+    with pytest.raises(DataError, match=r"span-3/u.data:1: spans out of order: user 1's rating of movie 5 at "
+                                        r"1997-11-.* is earlier than the latest rating of span 2 \(.*, .*span-2/u.data:2\)"):
         spans.load(layout, 3)
 
 
