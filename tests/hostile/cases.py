@@ -138,4 +138,46 @@ INGESTION_CASES = [
          "error: {tmp}/data.zip: refused: member '../../etc/u.data' escapes the archive (path traversal)"),
 ]
 
-CASES = SPAN_CASES + INGESTION_CASES
+# --- --metadata-uri: `movielens-tfx run` (the password never in the answer) ---------------------------
+
+EXPECTED_URI = "mysql://user[:password]@host[:port]/database"
+
+
+def _uri(shown: str, reason: str) -> str:
+    return f"error: --metadata-uri: {shown!r} is not {EXPECTED_URI} ({reason})"
+
+
+SECRET = ("secret123",)
+METADATA_URI_CASES = [
+    Case("one slash", "metadata-uri", "mysql:/user:secret123@127.0.0.1/db",
+         _uri("mysql:/user:***@127.0.0.1/db", "it must start with mysql://"), SECRET),
+    Case("no scheme", "metadata-uri", "user:secret123@127.0.0.1/db",
+         _uri("user:***@127.0.0.1/db", "it must start with mysql://"), SECRET),
+    Case("scheme without slashes", "metadata-uri", "mysql:user:secret123@127.0.0.1/db",
+         _uri("mysql:user:***@127.0.0.1/db", "it must start with mysql://"), SECRET),
+    Case("another scheme", "metadata-uri", "postgres://user:secret123@127.0.0.1/db",
+         _uri("postgres://user:***@127.0.0.1/db", "it must start with mysql://"), SECRET),
+    Case("mysql:/// (nothing)", "metadata-uri", "mysql:///", _uri("mysql:///", "no user@ before the host")),
+    Case("trailing junk after the database", "metadata-uri", "mysql://user:secret123@127.0.0.1/db/junk",
+         _uri("mysql://user:***@127.0.0.1/db/junk", "unexpected text after the database name"), SECRET),
+    Case("space in the database", "metadata-uri", "mysql://user:secret123@127.0.0.1/db extra",
+         _uri("mysql://user:***@127.0.0.1/db extra", "unexpected text after the database name"), SECRET),
+    Case("a query string", "metadata-uri", "mysql://user@127.0.0.1/db?password=secret123",
+         _uri("mysql://user@127.0.0.1/db?***", "unexpected text after the database name"), SECRET),
+    Case("percent-encoded password, no database", "metadata-uri", "mysql://user:secret%31%32%33@127.0.0.1/",
+         _uri("mysql://user:***@127.0.0.1/", "no /database after the host"), SECRET + ("secret%31%32%33",)),
+    Case("password holding ':' '/' and '@'", "metadata-uri", "mysql://user:se:c/ret@123@127.0.0.1",
+         _uri("mysql://user:***@127.0.0.1", "no user@ before the host"), ("se:c/ret@123", "ret@123", "c/ret")),
+    Case("port not a number", "metadata-uri", "mysql://user:secret123@127.0.0.1:33o6/db",
+         _uri("mysql://user:***@127.0.0.1:33o6/db", "the port is not a number from 1 to 65535"), SECRET),
+    Case("port out of range", "metadata-uri", "mysql://user:secret123@127.0.0.1:99999/db",
+         _uri("mysql://user:***@127.0.0.1:99999/db", "the port is not a number from 1 to 65535"), SECRET),
+    Case("no @host: the password read as a port", "metadata-uri", "mysql://user:secret123/db",
+         _uri("mysql://user:***/db", "no user@ before the host"), SECRET),
+    Case("no host", "metadata-uri", "mysql://user:secret123@/db",
+         _uri("mysql://user:***@/db", "no host after the @"), SECRET),
+    Case("unbalanced IPv6 bracket", "metadata-uri", "mysql://user:secret123@[::1/db",
+         _uri("mysql://user:***@[::1/db", "it cannot be parsed as a URL"), SECRET),
+]
+
+CASES = SPAN_CASES + INGESTION_CASES + METADATA_URI_CASES

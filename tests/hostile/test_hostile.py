@@ -82,8 +82,21 @@ def ingestion_driver(case, tmp):
     return code, text, {"data": data}
 
 
+def _cli(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, (captured.err + captured.out).rstrip("\n")
+
+
+def metadata_uri_driver(case, tmp, capsys):
+    out = os.path.join(tmp, "out")
+    code, text = _cli(["run", "--data", tmp, "--output", out, "--metadata-uri", case.input], capsys)
+    assert not os.path.exists(out)  # refused before anything is written
+    return code, text, {"out": out}
+
+
 DRIVERS = {"spans": spans_driver, "ingestion": ingestion_driver}
-CLI_DRIVERS = {}
+CLI_DRIVERS = {"metadata-uri": metadata_uri_driver}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case.surface}: {case.id}")
