@@ -180,4 +180,30 @@ METADATA_URI_CASES = [
          _uri("mysql://user:***@[::1/db", "it cannot be parsed as a URL"), SECRET),
 ]
 
-CASES = SPAN_CASES + INGESTION_CASES + METADATA_URI_CASES
+# --- `movielens-tfx recommend`'s arguments (refused before any model is loaded) ---------------------
+
+RECOMMEND_ARGUMENT_CASES = [
+    Case("-k 0", "recommend", {"args": ["-k", "0"]}, "error: -k 0: must be at least 1"),
+    Case("-k -3", "recommend", {"args": ["-k", "-3"]}, "error: -k -3: must be at least 1"),
+    Case("--timestamp beyond int64", "recommend", {"args": ["--timestamp", "9223372036854775808"]},
+         "error: --timestamp 9223372036854775808 is outside the int64 range of seconds since the epoch "
+         "(-9223372036854775808..9223372036854775807)"),
+    Case("--timestamp below int64", "recommend", {"args": ["--timestamp", "-9223372036854775809"]},
+         "error: --timestamp -9223372036854775809 is outside the int64 range of seconds since the epoch "
+         "(-9223372036854775808..9223372036854775807)"),
+    Case("--history time beyond int64", "recommend", {"args": ["--history", "50:99999999999999999999"]},
+         "error: --history: '50:99999999999999999999': the rating time 99999999999999999999 is outside the int64 "
+         "range of seconds since the epoch (-9223372036854775808..9223372036854775807)"),
+    Case("--history time not a number", "recommend", {"args": ["--history", "50:soon"]},
+         "error: --history: '50:soon': the rating time after ':' must be seconds since the epoch"),
+    Case("--history without a movie", "recommend", {"args": ["--history", "50,:881250949"]},
+         "error: --history: ':881250949': no movie id before ':'"),
+    Case("no pushed model", "recommend", {"args": ["--history", "50"]},
+         "error: no pushed model in {out}/serving/movielens_retrieval: run `movielens-tfx run` first "
+         "(only blessed models are pushed)"),
+    Case("no ingested data for the default history", "recommend", {"args": [], "versions": ["1"]},
+         "error: no ingested data in {out} ({out}/metadata.sqlite does not exist): give the user's movies with "
+         "--history ID[:TIME],... ('' for none)"),
+]
+
+CASES = SPAN_CASES + INGESTION_CASES + METADATA_URI_CASES + RECOMMEND_ARGUMENT_CASES

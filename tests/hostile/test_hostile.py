@@ -95,8 +95,16 @@ def metadata_uri_driver(case, tmp, capsys):
     return code, text, {"out": out}
 
 
+def recommend_driver(case, tmp, capsys):
+    out = os.path.join(tmp, "out")
+    for version in case.input.get("versions", []):
+        os.makedirs(os.path.join(out, "serving", "movielens_retrieval", version))
+    code, text = _cli(["recommend", "--user", "42", "--output", out, *case.input["args"]], capsys)
+    return code, text, {"out": out}
+
+
 DRIVERS = {"spans": spans_driver, "ingestion": ingestion_driver}
-CLI_DRIVERS = {"metadata-uri": metadata_uri_driver}
+CLI_DRIVERS = {"metadata-uri": metadata_uri_driver, "recommend": recommend_driver}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case.surface}: {case.id}")
