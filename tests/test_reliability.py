@@ -17,7 +17,7 @@ from app.results import latest_outputs, metadata_store
 from components import atomic_pusher
 from components.movielens import spans, synthetic
 from pipeline.config import named_config
-from pipeline.local_runner import run_pipeline
+from pipeline.local_runner import ABANDONED_PROPERTY, run_pipeline
 
 FAST = ["--config", "tutorial", "--set", "epochs=2", "--set", "batch_size=256", "--value-floor", "0"]
 
@@ -102,6 +102,15 @@ def test_killed_run_resumes_from_the_cache_and_metadata_stays_consistent(tmp_pat
         if executions:
             latest = max(executions, key=lambda e: e.id)
             assert latest.last_known_state in (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED), context.name
+    # The killed Trainer's execution, which TFX leaves RUNNING, was marked FAILED before the rerun started;
+    # nothing is left running.
+    executions = store.get_executions()
+    active = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
+    assert [e.id for e in executions if e.last_known_state in active] == []
+    [killed] = [e for e in executions if ABANDONED_PROPERTY in e.custom_properties]
+    assert killed.last_known_state == metadata_store_pb2.Execution.FAILED
+    assert f"--- marked FAILED in ML Metadata, left running by a killed run: RetrievalTrainer (execution {killed.id})" \
+        in resumed.stdout
 
 
 def test_push_is_atomic(tmp_path, monkeypatch):
