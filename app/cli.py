@@ -18,11 +18,14 @@ import argparse
 import dataclasses
 import errno
 import json
+import math
 import os
 import sys
 import time
+import unicodedata
 from typing import List, Optional
 
+from app import lock
 from app.logs import log_file, quiet_logs
 from components.movielens.spans import SPAN_SPLIT, SPLIT_METHODS
 from core.errors import ConfigError, UserError
@@ -105,14 +108,17 @@ def cmd_run(args) -> int:
         print(f"[{time.time() - started:7.1f}s] {line}", flush=True)
 
     config = build_config(args)  # validated before anything runs
-    log_path = log_file(args.output, "run")
-    print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
-    with quiet_logs(log_path, args.verbose):
-        # TensorFlow, Beam and TFX print while importing: import them here.
-        from app import report, report_html
-        from app.job import run_job
+    # The output's lock first: a second run is refused at once, before the heavy imports
+    # and before anything under the output (the log) is written.
+    with lock.exclusive(args.output):
+        log_path = log_file(args.output, "run")
+        print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
+        with quiet_logs(log_path, args.verbose):
+            # TensorFlow, Beam and TFX print while importing: import them here.
+            from app import report, report_html
+            from app.job import run_job
 
-        result = run_job(config, variants=args.variants.split(","), progress=progress)
+            result = run_job(config, variants=args.variants.split(","), progress=progress)
     print()
     print(report.table(result))
     print(f"\nreport: {os.path.join(config.output_dir, report_html.HTML_FILE)} (open it in a browser), "
@@ -155,13 +161,16 @@ def cmd_replay(args) -> int:
         config = config.replace(model=config.model.continuous())
     if overrides:
         config = config.with_model(**overrides)
-    log_path = log_file(args.output, "replay")
-    print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
-    with quiet_logs(log_path, args.verbose):
-        from app import replay, timeline
+    # The output's lock before anything under it is written: a refused replay must not
+    # touch <output>/spans/, which the running one trains and gates on.
+    with lock.exclusive(args.output):
+        log_path = log_file(args.output, "replay")
+        print(f"output: {os.path.abspath(args.output)} (log: {log_path}; metadata: {config.metadata_location})", flush=True)
+        with quiet_logs(log_path, args.verbose):
+            from app import replay, timeline
 
-        root = replay.prepare_data(args.data, args.output, args.span_days, args.max_bad_rows)
-        entries = replay.replay(config.replace(data_path=root), args.from_span, args.to_span, progress=progress)
+            root = replay.prepare_data(args.data, args.output, args.span_days, args.max_bad_rows)
+            entries = replay.replay(config.replace(data_path=root), args.from_span, args.to_span, progress=progress)
     print()
     print("\n".join(timeline.summary_lines(timeline.summary(entries))))
     print(f"\ntimeline: {os.path.join(args.output, timeline.MARKDOWN_FILE)}, {os.path.join(args.output, timeline.JSON_FILE)}, "
@@ -169,12 +178,63 @@ def cmd_replay(args) -> int:
     return 0
 
 
-def latest_pushed_model(serving_dir: str) -> str:
-    """The newest version directory under a TF Serving model directory."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # the model's timestamps are int64 seconds since the epoch
+
+
+def check_int64(value: int, what: str) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise UserError(f"{what} {value} is outside the int64 range of seconds since the epoch "
+                        f"({INT64_MIN}..{INT64_MAX})")
+    return value
+
+
+def version_problem(version_dir: str) -> Optional[str]:
+    """Why a served version cannot be loaded as it is (a missing file), or None when it is complete."""
+    variables = os.path.join(version_dir, "variables")
+    if not os.path.isfile(os.path.join(version_dir, "saved_model.pb")):
+        return "no saved_model.pb"
+    if not os.path.isfile(os.path.join(variables, "variables.index")):
+        return "no variables/variables.index"
+    if not any(name.startswith("variables.data-") for name in os.listdir(variables)):
+        return "no variables/variables.data-*"
+    return None
+
+
+def served_versions(serving_dir: str) -> List[tuple]:
+    """[(version directory, problem or None)], newest first, of a TF Serving model directory."""
     versions = [v for v in os.listdir(serving_dir) if v.isdigit()] if os.path.isdir(serving_dir) else []
     if not versions:
         raise UserError(f"no pushed model in {serving_dir}: run `movielens-tfx run` first (only blessed models are pushed)")
-    return os.path.join(serving_dir, max(versions, key=int))
+    paths = [os.path.join(serving_dir, v) for v in sorted(versions, key=int, reverse=True)]
+    return [(path, version_problem(path)) for path in paths]
+
+
+def latest_pushed_model(serving_dir: str) -> str:
+    """The newest complete version directory under a TF Serving model directory (see version_problem)."""
+    versions = served_versions(serving_dir)
+    for path, problem in versions:
+        if problem is None:
+            return path
+    raise UserError(f"no complete model in {serving_dir}: "
+                    + ", ".join(f"{os.path.basename(path)} ({problem})" for path, problem in versions))
+
+
+def load_served_model(serving_dir: str) -> tuple:
+    """(version directory, loaded SavedModel, [skipped version: why]): the newest version that is
+    complete and loads, falling back version by version."""
+    import tensorflow as tf
+
+    skipped = []
+    for path, problem in served_versions(serving_dir):
+        if problem is None:
+            try:
+                model = tf.saved_model.load(path)
+                model.signatures["serving_default"]  # noqa: B018 - raises KeyError without it
+                return path, model, skipped
+            except Exception as error:  # noqa: BLE001 - a corrupted version: fall back to the next, say why
+                problem = f"cannot be loaded: {str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__}"
+        skipped.append(f"{os.path.basename(path)} ({problem})")
+    raise UserError(f"no complete model in {serving_dir}: {', '.join(skipped)}")
 
 
 def parse_history(text: str) -> List[tuple]:
@@ -182,19 +242,36 @@ def parse_history(text: str) -> List[tuple]:
     out = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         movie, sep, when = item.partition(":")
+        if not movie:
+            raise UserError(f"--history: {item!r}: no movie id before ':'")
         if sep and not when.lstrip("-").isdigit():
             raise UserError(f"--history: {item!r}: the rating time after ':' must be seconds since the epoch")
-        out.append((movie, int(when) if sep else None))
+        out.append((movie, check_int64(int(when), f"--history: {item!r}: the rating time") if sep else None))
     return out
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: control and format characters (ESC and the other C0 and C1
+    controls, DEL, bidirectional overrides, ...) written as \\x.. / \\u.... escapes."""
+    def escaped(ch: str) -> str:
+        code = ord(ch)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    return "".join(escaped(ch) if unicodedata.category(ch).startswith("C") else ch for ch in text)
 
 
 def cmd_recommend(args) -> int:
     config = PipelineConfig(data_path="", output_dir=args.output)
-    model_dir = latest_pushed_model(config.model_serving_dir)
-    timestamp = int(args.timestamp if args.timestamp is not None else time.time())
+    # The arguments first: each is one line, before anything is loaded.
+    if args.k < 1:
+        raise UserError(f"-k {args.k}: must be at least 1")
+    timestamp = check_int64(int(args.timestamp if args.timestamp is not None else time.time()), "--timestamp")
+    history = parse_history(args.history) if args.history is not None else None
+    served_versions(config.model_serving_dir)  # no pushed model: said before anything is loaded
+    if history is None and config.metadata_mysql is None and not os.path.exists(config.metadata_path):
+        raise UserError(f"no ingested data in {args.output} ({config.metadata_path} does not exist): "
+                        "give the user's movies with --history ID[:TIME],... ('' for none)")
     with quiet_logs(log_file(args.output, "recommend", create=False), args.verbose):
-        if args.history is not None:
-            history = parse_history(args.history)
+        if history is not None:
             source = "--history"
         else:  # the user's latest history in the data the pipeline ingested
             from app.results import user_history
@@ -202,31 +279,53 @@ def cmd_recommend(args) -> int:
             history = user_history(config, str(args.user), before=timestamp)
             source = "the data"
         # A rating time not given: taken as just before the request.
-        history = [(movie, when if when is not None else timestamp - 1) for movie, when in history]
+        history = [(movie, when if when is not None else max(timestamp - 1, INT64_MIN)) for movie, when in history]
 
         import tensorflow as tf
 
-        serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+        model_dir, model, skipped = load_served_model(config.model_serving_dir)
+        serve = model.signatures["serving_default"]
+        catalog = int(model.movie_ids.shape[0]) if hasattr(model, "movie_ids") else None
+        top = serve.structured_outputs["scores"].shape[1]
+        if catalog is not None and args.k > catalog:
+            raise UserError(f"-k {args.k}: the catalog of {model_dir} has {catalog} movies")
+        if top is not None and args.k > top:
+            raise UserError(f"-k {args.k}: {model_dir} returns at most its top {top} movies "
+                            f"(the Trainer's export_top_k): ask for -k {top} or fewer")
         out = serve(
             user_id=tf.constant([str(args.user)]), timestamp=tf.constant([timestamp], tf.int64),
             history=tf.constant([[movie for movie, _ in history]], tf.string, shape=[1, len(history)]),
             history_timestamps=tf.constant([[when for _, when in history]], tf.int64, shape=[1, len(history)]),
         )
-        k = min(args.k, out["scores"].shape[1])
-        items = [
-            {"movie_id": out["movie_ids"][0, i].numpy().decode(), "title": out["movie_titles"][0, i].numpy().decode(),
-             "score": round(float(out["scores"][0, i]), 4)}
-            for i in range(k)
-        ]
+        rated = {movie for movie, _ in history}
+        scores = out["scores"].numpy()[0].tolist()
+        ids = [m.decode("utf-8", "replace") for m in out["movie_ids"].numpy()[0].tolist()]
+        titles = [t.decode("utf-8", "replace") for t in out["movie_titles"].numpy()[0].tolist()]
+        # Never a rated movie: the model scores those -inf (or, exporting without exclude_history, returns
+        # them); when fewer than k others are in its top, fewer rows are printed, with a note.
+        items = [{"movie_id": movie, "title": title, "score": round(score, 4)}
+                 for movie, title, score in zip(ids, titles, scores, strict=True)
+                 if math.isfinite(score) and movie not in rated][:args.k]
+    for line in skipped:
+        print(f"note: serving version {line} skipped: using {os.path.basename(model_dir)}", file=sys.stderr)
+    note = (f"only {len(items)} of the {args.k} asked: every other movie of the model's top {len(scores)} is in "
+            f"the user's history ({len(history)} movies)") if len(items) < args.k else None
     if args.json:
-        print(json.dumps({"user_id": str(args.user), "timestamp": timestamp, "model": model_dir,
-                          "history": [movie for movie, _ in history], "recommendations": items}))
+        answer = {"user_id": str(args.user), "timestamp": timestamp, "model": model_dir,
+                  "history": [movie for movie, _ in history], "recommendations": items}
+        if skipped:
+            answer["skipped_versions"] = skipped
+        if note:
+            answer["note"] = note
+        print(json.dumps(answer, allow_nan=False))
     else:
-        print(f"top {k} for user {args.user} at timestamp {timestamp} (model {model_dir}); "
-              f"history from {source}: {len(history)} movies, most recent first: "
-              f"{', '.join(movie for movie, _ in history[:10])}{' ...' if len(history) > 10 else ''}")
+        print(printable(f"top {len(items)} for user {args.user} at timestamp {timestamp} (model {model_dir}); "
+                        f"history from {source}: {len(history)} movies, most recent first: "
+                        f"{', '.join(movie for movie, _ in history[:10])}{' ...' if len(history) > 10 else ''}"))
         for rank, item in enumerate(items, start=1):
-            print(f"{rank:>3}. {item['score']:8.4f}  {item['title']}")
+            print(f"{rank:>3}. {item['score']:8.4f}  {printable(item['title'])}")
+        if note:
+            print(f"note: {note}")
     return 0
 
 

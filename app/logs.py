@@ -18,11 +18,19 @@ from typing import Iterator
 
 
 def log_file(directory: str, command: str, create: bool = True) -> str:
-    """`<directory>/<command>.log`; when `directory` does not exist and is not
-    to be created (a command that only reads it), the user's cache directory."""
-    if not create and not os.path.isdir(directory):
-        directory = os.path.join(os.path.expanduser("~"), ".cache", "movielens-tfx", "logs")
-    return os.path.join(directory, f"{command}.log")
+    """`<directory>/<command>.log`; for a command that only reads `directory` (not `create`), the user's
+    cache directory when `directory` does not exist or the log cannot be written there (a read-only
+    model volume, as in production)."""
+    path = os.path.join(directory, f"{command}.log")
+    if not create and not _writable(directory, path):
+        path = os.path.join(os.path.expanduser("~"), ".cache", "movielens-tfx", "logs", f"{command}.log")
+    return path
+
+
+def _writable(directory: str, path: str) -> bool:
+    if not os.path.isdir(directory):
+        return False
+    return os.access(path, os.W_OK) if os.path.exists(path) else os.access(directory, os.W_OK)
 
 
 @contextlib.contextmanager

@@ -31,7 +31,6 @@ from app.results import as_tfx, data_result, latest_outputs, variant_result
 from components.atomic_pusher import existing_versions
 from components.data_gate import drift_findings, drift_measurements
 from components.movielens import files, spans
-from core.errors import UserError
 from pipeline.config import PipelineConfig
 from pipeline.local_runner import run_pipeline
 from trainer.config import GATE_K
@@ -120,15 +119,8 @@ def replay(config: PipelineConfig, from_span: Optional[int] = None, to_span: Opt
     config: split "span", data_path a span layout (prepare_data).
     """
     say = progress or (lambda line: None)
-    present = spans.available(config.data_path)
-    if len(present) < 2:
-        raise UserError(f"{config.data_path}: replay needs at least two spans (found {len(present)})")
-    first, last = present[0], present[-1]
-    start = first + 1 if from_span is None else from_span
-    end = last if to_span is None else to_span
-    if not first < start <= end <= last:
-        raise UserError(f"--from-span {start} / --to-span {end}: spans {first + 1}..{last} can be replayed "
-                        f"(span {first} is the first: it only trains)")
+    present, start, end = spans.replay_range(config.data_path, from_span, to_span, config.max_bad_rows)
+    first = present[0]
     with lock.exclusive(config.output_dir):
         entries = timeline.read(config.output_dir)
         done = timeline.done_spans(entries)

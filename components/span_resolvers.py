@@ -8,9 +8,10 @@ The run for span N ingests only span N (components.example_gen). It finds
   returns every artifact in range, so a span ingested twice, say with another
   history length, would be trained on twice);
 * the drift baseline, span N - 1's statistics: `previous_span_statistics`;
-* Transform's analyzer cache from the previous run (`latest_analyzer_cache`):
+* Transform's analyzer cache from the previous span's run (`latest_analyzer_cache`):
   TFT keys it by input file pattern, so the spans this window shares with the
-  previous one are not analysed again.
+  previous one are not analysed again. Every run of a span gets the same cache
+  (a rerun after a kill is then served from TFX's cache).
 
 Why not TFX's newer resolver functions (canned_resolver_functions.static_range)
 or the artifacts' `span` property: in TFX 1.16 ExampleGen's driver records the
@@ -129,19 +130,48 @@ def previous_span_statistics(statistics_gen_id: str, span: int) -> tfx.dsl.Resol
     ).with_id("PreviousSpanStatisticsResolver")
 
 
-class LatestIfAnyStrategy(tfx.dsl.experimental.ResolverStrategy):
-    """The latest artifact (highest id) of each input, or none: LatestArtifactStrategy fails its
-    resolution (and logs a traceback) when there is nothing yet, as on a first run."""
+def producer_input_spans(store, artifact_ids: List[int], input_key: str = EXAMPLES_KEY) -> Dict[int, List[int]]:
+    """{artifact id: the spans of the examples its producing execution read under `input_key`}
+    (lineage in ML Metadata); artifacts without a producer are left out."""
+    producers = {e.artifact_id: e.execution_id for e in store.get_events_by_artifact_ids(artifact_ids)
+                 if e.type == metadata_store_pb2.Event.OUTPUT}
+    inputs: Dict[int, List[int]] = {}
+    for event in store.get_events_by_execution_ids(sorted(set(producers.values()))):
+        if event.type == metadata_store_pb2.Event.INPUT and event.path.steps and event.path.steps[0].key == input_key:
+            inputs.setdefault(event.execution_id, []).append(event.artifact_id)
+    examples = {a.id: a for a in store.get_artifacts_by_id(sorted({i for ids in inputs.values() for i in ids}))}
+    return {aid: sorted(s for s in (span_of(examples[i]) for i in inputs.get(eid, [])) if s is not None)
+            for aid, eid in producers.items()}
+
+
+class AnalyzerCacheBeforeSpanStrategy(tfx.dsl.experimental.ResolverStrategy):
+    """The latest analyzer cache written by the run of an earlier span than `span` (its Transform's
+    window ends before span - 1), or none.
+
+    Not simply the latest cache: a rerun of span N (resumed after a kill, or the second variant of a
+    job) would then get the cache span N's own first run wrote, a different input than that run had,
+    and TFX's cache would miss, re-running a finished Transform. This gives every run of span N the
+    same cache: the previous span's."""
+
+    def __init__(self, span: int):
+        self._span = span
 
     def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                           ) -> Optional[Dict[str, List[types.Artifact]]]:
-        return {key: sorted(artifacts, key=lambda a: a.id)[-1:] for key, artifacts in input_dict.items()}
+        out = {}
+        for key, artifacts in input_dict.items():
+            spans = producer_input_spans(store, [a.id for a in artifacts]) if artifacts else {}
+            earlier = [a for a in artifacts if spans.get(a.id) and max(spans[a.id]) < self._span - 1]
+            out[key] = sorted(earlier, key=lambda a: a.id)[-1:]
+        return out
 
 
-def latest_analyzer_cache(transform_id: str) -> tfx.dsl.Resolver:
-    """A Resolver of the latest analyzer cache `transform_id` wrote, in any run (none on the first)."""
+def latest_analyzer_cache(transform_id: str, span: int) -> tfx.dsl.Resolver:
+    """A Resolver of the latest analyzer cache `transform_id` wrote in the run of a span before `span`
+    (none on the first): AnalyzerCacheBeforeSpanStrategy."""
     return tfx.dsl.Resolver(
-        strategy_class=LatestIfAnyStrategy,
+        strategy_class=AnalyzerCacheBeforeSpanStrategy,
+        config={"span": span},
         analyzer_cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache,
                                        producer_component_id=transform_id, output_key="updated_analyzer_cache"),
     ).with_id("AnalyzerCacheResolver")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import urllib.parse
 from typing import Dict, Optional, Tuple
 
@@ -23,6 +24,40 @@ from transform.config import TransformConfig
 # The password of a MySQL / MariaDB metadata store, when the URI has none.
 METADATA_PASSWORD_ENV = "MOVIELENS_TFX_METADATA_PASSWORD"
 _MYSQL_URI = "mysql://user[:password]@host[:port]/database"
+
+
+def redact_uri(uri: str) -> str:
+    """`uri` as a message may show it: whatever could be a password replaced by ***, on any URI shape.
+
+    With an @, everything between the user name's ':' and the last @ (`mysql://user:***@host/db`,
+    also with one slash, no scheme or a password holding ':' '/' or '@'); without one, a non-numeric
+    "port" (`mysql://user:***/db`: a password whose @host was forgotten). Text after '?' or '#'
+    (which could carry a password=) is replaced too.
+    """
+    if "@" in uri:
+        head, tail = uri.rsplit("@", 1)
+        colons = [i for i, c in enumerate(head) if c == ":"]
+        if colons:
+            # The first ':' ends a scheme when a '/' follows it or it follows "mysql"; else it is the
+            # user name's (no scheme): when in doubt, more is hidden, never less.
+            scheme = head[colons[0] + 1:colons[0] + 2] == "/" or head[:colons[0]].lower() == "mysql"
+            cut = colons[1] if scheme and len(colons) > 1 else (None if scheme else colons[0])
+            if cut is not None:
+                head = head[:cut + 1] + "***"
+        shown = f"{head}@{_redact_query(tail)}"
+    else:
+        match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)?([^/?#]*)(.*)$", uri, re.DOTALL)
+        scheme, authority, rest = match.group(1) or "", match.group(2), match.group(3)
+        host, sep, port = authority.partition(":")
+        if sep and not port.isdigit():
+            authority = f"{host}:***"
+        shown = scheme + authority + _redact_query(rest)
+    return shown
+
+
+def _redact_query(text: str) -> str:
+    cut = min((i for i in (text.find("?"), text.find("#")) if i >= 0), default=-1)
+    return text if cut < 0 else text[:cut + 1] + "***"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,23 +73,37 @@ class MySQLMetadata:
 
     @classmethod
     def parse(cls, uri: str) -> "MySQLMetadata":
+        """The store a URI names; ConfigError (its text redacted: `redact_uri`) for anything but
+        mysql://user[:password]@host[:port]/database."""
+        def refuse(reason: str) -> ConfigError:
+            return ConfigError(f"--metadata-uri: {redact_uri(uri)!r} is not {_MYSQL_URI} ({reason})")
+
         try:
             parts = urllib.parse.urlsplit(uri)
-            port = parts.port or 3306
-        except ValueError as e:
-            raise ConfigError(f"--metadata-uri: {e} (expected {_MYSQL_URI})") from None
-        database = parts.path.lstrip("/")
-        if parts.scheme != "mysql" or not parts.hostname or not database or "/" in database or not parts.username:
-            shown = cls._redact(uri, parts.password)
-            raise ConfigError(f"--metadata-uri: {shown!r} is not {_MYSQL_URI}")
+        except ValueError:  # urlsplit's message may quote the URI: never shown
+            raise refuse("it cannot be parsed as a URL") from None
+        if not uri.startswith("mysql://"):
+            raise refuse("it must start with mysql://")
+        if "@" not in parts.netloc or not parts.username:
+            raise refuse("no user@ before the host")
+        if not parts.hostname:
+            raise refuse("no host after the @")
+        try:
+            port = parts.port
+        except ValueError:
+            raise refuse("the port is not a number from 1 to 65535") from None
+        if port == 0:
+            raise refuse("the port is not a number from 1 to 65535")
+        database = parts.path[1:]
+        if not database:
+            raise refuse("no /database after the host")
+        if "/" in database or parts.query or parts.fragment or "?" in uri or "#" in uri or \
+                any(c.isspace() or not c.isprintable() for c in database):
+            raise refuse("unexpected text after the database name")
         return cls(
-            host=parts.hostname, port=port, database=database, user=urllib.parse.unquote(parts.username),
+            host=parts.hostname, port=port or 3306, database=database, user=urllib.parse.unquote(parts.username),
             uri_password=urllib.parse.unquote(parts.password) if parts.password is not None else None,
         )
-
-    @staticmethod
-    def _redact(uri: str, password: Optional[str]) -> str:
-        return uri.replace(f":{password}@", ":***@") if password else uri
 
     @property
     def password(self) -> str:

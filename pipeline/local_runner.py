@@ -26,7 +26,8 @@ from tfx.orchestration.pipeline import RunOptions
 from tfx.orchestration.portable import launcher
 from tfx.types import standard_artifacts
 
-from components.example_gen import read_settings
+from components.example_gen import SPAN_SPLIT, read_settings
+from components.movielens import files, spans
 from components.span_resolvers import latest_per_span, span_of, statistics_spans
 from core.errors import UserError
 from pipeline.config import PipelineConfig
@@ -230,18 +231,70 @@ def _producer_settings(store, artifact_id: int) -> Optional[Dict]:
     return read_settings({"custom_config": stored.string_value}) if stored is not None else None
 
 
+# The custom property an execution marked FAILED by `fail_abandoned_executions` gets: why.
+ABANDONED_PROPERTY = "abandoned"
+_ACTIVE = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
+
+
+def fail_abandoned_executions(config: PipelineConfig) -> List[str]:
+    """Marks FAILED the executions of this pipeline that a killed run left NEW or RUNNING in ML Metadata;
+    returns "<node> (execution <id>)" for each.
+
+    TFX leaves them so: a process killed inside a component cannot publish its failure, and the next
+    run registers new executions without looking at old ones. Called with the output directory's lock
+    held (app.lock: the CLI, run_job, replay), so no other run is live on this output and an execution
+    still active there lost its process. ML Metadata in SQLite in the output directory is this output's
+    alone: every active execution of the pipeline is abandoned. A shared MySQL store may hold live
+    executions of runs on other outputs: only those whose executor directory is under this output's
+    pipeline root (`<root>/<node>/.system/executor_execution/<id>`, made by TFX's launcher) are marked.
+    """
+    if config.metadata_mysql is None and not os.path.exists(config.metadata_path):
+        return []
+    store = mlmd.MetadataStore(config.metadata_connection_config())
+    pipeline = store.get_context_by_type_and_name("pipeline", config.pipeline_name)
+    if pipeline is None:
+        return []
+    active = sorted((e for e in store.get_executions_by_context(pipeline.id) if e.last_known_state in _ACTIVE),
+                    key=lambda e: e.id)
+    node_type = store.get_context_type("node") if active else None
+    prefix = f"{config.pipeline_name}."
+    marked = []
+    for execution in active:
+        nodes = [c.name[len(prefix):] for c in store.get_contexts_by_execution(execution.id)
+                 if c.type_id == node_type.id and c.name.startswith(prefix)]
+        node = nodes[0] if nodes else "?"
+        executor_dir = files.join(config.pipeline_root, node, ".system", "executor_execution", str(execution.id))
+        if config.metadata_mysql is not None and not files.isdir(executor_dir):
+            continue
+        state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+        execution.last_known_state = metadata_store_pb2.Execution.FAILED
+        execution.custom_properties[ABANDONED_PROPERTY].string_value = (
+            f"left {state} by a run that was killed; marked FAILED by the next run on {config.output_dir} "
+            f"(pid {os.getpid()}, {time.strftime('%Y-%m-%d %H:%M:%S')})")
+        store.put_executions([execution])
+        marked.append(f"{node} (execution {execution.id})")
+    return marked
+
+
 def run_pipeline(config: PipelineConfig, progress: Optional[Progress] = None,
                  to_nodes: Optional[Sequence[str]] = None) -> List[Dict]:
     """Runs the pipeline for `config` to completion (or only up to `to_nodes`,
     e.g. the ingestion part); returns per-component timings.
 
-    A local span run (span_window "resolver") first ingests the spans of its
-    window that need it (spans_to_ingest), each as its own run of the
-    ingestion part: what the scheduler would have run when that span landed.
+    A span run first validates its span layout up to its span (spans.validate:
+    a missing, empty, duplicated or out-of-order span is one line before
+    anything runs). A local span run (span_window "resolver") then ingests the
+    spans of its window that need it (spans_to_ingest), each as its own run of
+    the ingestion part: what the scheduler would have run when that span landed.
     """
     check_metadata(config)
+    if config.split == SPAN_SPLIT:  # the whole layout, before any component runs (no TFX traceback later)
+        spans.validate(files.absolute(config.data_path), config.span, config.max_bad_rows)
     os.makedirs(config.output_dir, exist_ok=True)
     say = progress or (lambda line: None)
+    abandoned = fail_abandoned_executions(config)
+    if abandoned:
+        say(f"--- marked FAILED in ML Metadata, left running by a killed run: {', '.join(abandoned)}")
     timings: List[Dict] = []
     run_options = RunOptions(to_nodes=list(to_nodes)) if to_nodes else None
     mysql = config.metadata_mysql

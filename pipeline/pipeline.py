@@ -126,7 +126,7 @@ def create_components(config: PipelineConfig, ingest_only: bool = False) -> List
     train_examples, train_split, window, cache = (ratings_gen.outputs["examples"], "train", [],
                                                   {"disable_analyzer_cache": True})
     if config.window_by_resolver:
-        window = [training_window(ratings_gen.id, *window_spans(config)), latest_analyzer_cache(TRANSFORM_ID)]
+        window = [training_window(ratings_gen.id, *window_spans(config)), latest_analyzer_cache(TRANSFORM_ID, config.span)]
         train_examples, train_split = window[0].outputs["examples"], "eval"
         cache = {"analyzer_cache": window[1].outputs["analyzer_cache"]}
     schema_gen = SchemaGen(

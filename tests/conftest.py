@@ -11,12 +11,13 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ML_100K = os.path.join(REPO, "..", "shared", "data", "ml-100k")
-UNIT = os.path.join(REPO, "tests", "unit")
+# The fast layers: unit tests and the hostile-input cases (tests/hostile).
+FAST = (os.path.join(REPO, "tests", "unit"), os.path.join(REPO, "tests", "hostile"))
 
 
 def pytest_collection_modifyitems(items):
-    """Unit tests first: a broken contract shows in seconds, before any pipeline runs."""
-    items.sort(key=lambda item: not str(item.fspath).startswith(UNIT))
+    """The fast layers first: a broken contract shows in seconds, before any pipeline runs."""
+    items.sort(key=lambda item: not str(item.fspath).startswith(FAST))
 
 
 class Cli:

@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -14,9 +15,9 @@ from tfx.types import standard_artifacts
 from app import lock
 from app.results import latest_outputs, metadata_store
 from components import atomic_pusher
-from components.movielens import synthetic
+from components.movielens import spans, synthetic
 from pipeline.config import named_config
-from pipeline.local_runner import run_pipeline
+from pipeline.local_runner import ABANDONED_PROPERTY, run_pipeline
 
 FAST = ["--config", "tutorial", "--set", "epochs=2", "--set", "batch_size=256", "--value-floor", "0"]
 
@@ -31,7 +32,43 @@ def test_second_run_on_the_same_output_is_refused(tmp_path, cli):
         result = cli("run", "--data", data, "--output", out, *FAST)
     assert result.returncode == 2
     assert f"{out} is in use by another movielens-tfx run (pid {os.getpid()}" in result.stderr
-    assert not os.path.exists(os.path.join(out, "pipeline"))
+    # Refused before anything under the output is written (the log, opened before the heavy imports).
+    assert os.listdir(out) == [lock.LOCK_FILE]
+
+
+def _files(root):
+    """{path: (modification time, bytes)} of every file under root."""
+    out = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                out[path] = (os.stat(path).st_mtime_ns, f.read())
+    return out
+
+
+def test_a_refused_replay_leaves_the_running_replays_spans_untouched(tmp_path, cli):
+    # Replay A (weekly spans) holds the output; replay B asks for 3-day spans on the same output.
+    data = synthetic.generate(str(tmp_path / "flat"), num_users=40, num_movies=80, num_ratings=1500, days=27, seed=5)
+    out = str(tmp_path / "out")
+    spans.write(data, os.path.join(out, "spans"), span_days=7)  # what A's replay.prepare_data cut
+    before = _files(os.path.join(out, "spans"))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom app import lock\nwith lock.exclusive(sys.argv[1]):\n"
+         "    print('locked', flush=True)\n    time.sleep(600)\n", out],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        time.sleep(0.01)  # a rewrite would change modification times
+        result = cli("replay", "--data", data, "--output", out, "--span-days", "3", timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2
+    assert re.fullmatch(rf"error: {re.escape(out)} is in use by another movielens-tfx run \(pid {holder.pid}, started "
+                        r"[-0-9: ]+\); wait for it to finish or use another --output\n", result.stderr), result.stderr
+    assert _files(os.path.join(out, "spans")) == before  # same files, same times, same bytes
+    assert sorted(os.listdir(out)) == [lock.LOCK_FILE, "spans"]  # no log either
 
 
 def test_killed_run_resumes_from_the_cache_and_metadata_stays_consistent(tmp_path, cli):
@@ -65,6 +102,15 @@ def test_killed_run_resumes_from_the_cache_and_metadata_stays_consistent(tmp_pat
         if executions:
             latest = max(executions, key=lambda e: e.id)
             assert latest.last_known_state in (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED), context.name
+    # The killed Trainer's execution, which TFX leaves RUNNING, was marked FAILED before the rerun started;
+    # nothing is left running.
+    executions = store.get_executions()
+    active = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
+    assert [e.id for e in executions if e.last_known_state in active] == []
+    [killed] = [e for e in executions if ABANDONED_PROPERTY in e.custom_properties]
+    assert killed.last_known_state == metadata_store_pb2.Execution.FAILED
+    assert f"--- marked FAILED in ML Metadata, left running by a killed run: RetrievalTrainer (execution {killed.id})" \
+        in resumed.stdout
 
 
 def test_push_is_atomic(tmp_path, monkeypatch):

@@ -4,14 +4,20 @@ what is deployed."""
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 
 import pytest
+from ml_metadata.proto import metadata_store_pb2
 
 from app import timeline
+from app.results import latest_inputs, metadata_store
 from components import atomic_pusher
 from components.movielens import spans, synthetic
+from components.span_resolvers import producer_input_spans
+from pipeline.config import PipelineConfig
 
 # The history model, small and quick. Floor 0: a few steps on synthetic ratings are not meant to
 # beat EASE; what this test checks is the gate against the deployed model on the next span.
@@ -47,6 +53,23 @@ def test_a_killed_replay_resumes_at_the_first_span_not_recorded(replayed):
     assert [e.span for e in replayed["entries"]] == [1, 2, 3]
     assert replayed["entries"][0] == replayed["before_kill"][0]  # span 1 was not run again
     assert "--- span 1" not in replayed["resumed"].stdout and "--- span 2" in replayed["resumed"].stdout
+
+
+def test_the_killed_spans_finished_components_are_served_from_the_cache(replayed):
+    # Span 2's rerun: everything span 2's killed run finished, Transform included, comes from TFX's cache
+    # (its analyzer cache input is span 1's, as in the killed run); no execution is left RUNNING.
+    resumed = replayed["resumed"].stdout
+    span_2 = resumed.split("--- span 2")[1].split("--- span 3")[0]
+    states = dict(re.findall(r"\]\s+(\S+)\s+(done|cached)\s", span_2))
+    for component in ("RatingsExampleGen", "CatalogExampleGen", "StatisticsGen", "SchemaGen", "Transform"):
+        assert states[component] == "cached", (component, span_2)
+    assert states["RetrievalTrainer"] == "done"
+    store = metadata_store(os.path.join(replayed["out"], "metadata.sqlite"))
+    active = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
+    assert [e.id for e in store.get_executions() if e.last_known_state in active] == []
+    # Span 3's Transform started from the analyzer cache of span 2's (window 0..1).
+    [cache] = latest_inputs(PipelineConfig(data_path="", output_dir=replayed["out"]), "Transform")["analyzer_cache"]
+    assert producer_input_spans(store, [cache.id]) == {cache.id: [0, 1]}
 
 
 def test_each_span_trains_on_the_window_before_it_and_is_gated_on_itself(replayed):
@@ -117,3 +140,16 @@ def test_a_corrupted_new_span_is_refused_and_nothing_deployed_is_touched(replaye
     assert f"{new}/u.data:2: " in result.stderr and "Traceback" not in result.stderr
     assert atomic_pusher.existing_versions(serving) == versions
     assert [e.span for e in timeline.read(out)] == [1, 2, 3]
+
+
+def test_a_missing_span_is_refused_before_any_span_trains(tmp_path, cli):
+    # span-0, span-1, span-3: the layout is checked whole before span 1 trains, not at span 2 by TFX.
+    flat = synthetic.generate(str(tmp_path / "flat"), num_users=40, num_movies=80, num_ratings=1500, days=27, seed=5)
+    root = str(tmp_path / "data")
+    spans.write(flat, root, span_days=7)
+    shutil.rmtree(spans.span_dir(root, 2))
+    out = str(tmp_path / "out")
+    result = cli("replay", "--data", root, "--output", out, *FAST, timeout=600)
+    assert result.returncode == 2
+    assert result.stderr == f"error: {root}/span-2: span 2 is missing (spans 0..3 are needed; found 0..1, 3)\n"
+    assert not os.path.exists(os.path.join(out, "pipeline")) and not os.path.exists(os.path.join(out, "metadata.sqlite"))

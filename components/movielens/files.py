@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 from typing import BinaryIO, List, Tuple
 
 
@@ -43,6 +44,14 @@ def makedirs(path: str) -> None:
         _gfile().makedirs(path)
     else:
         os.makedirs(path, exist_ok=True)
+
+
+def remove_tree(path: str) -> None:
+    """Deletes a directory and everything below it."""
+    if is_remote(path):
+        _gfile().rmtree(path)
+    else:
+        shutil.rmtree(path)
 
 
 def write_bytes(path: str, data: bytes) -> None:

@@ -60,6 +60,8 @@ _ML1M_OCCUPATIONS = (
 MAX_ZIP_MEMBER_BYTES = 4 * 1024**3
 _MAX_ZIP_RATIO = 200
 
+INT64_MAX = 2**63 - 1  # timestamps are int64 seconds since the epoch
+
 LAYOUT_FILES = {
     "ml-100k": {"ratings": "u.data", "movies": "u.item", "users": "u.user"},
     "ml-1m": {"ratings": "ratings.dat", "movies": "movies.dat", "users": "users.dat"},
@@ -104,6 +106,8 @@ class Ratings:
     movie_ids: List[str]
     ratings: np.ndarray  # float32 [n]
     timestamps: np.ndarray  # int64 [n], seconds since the epoch
+    # int64 [n]: each rating's 1-based line in its file (what errors about a rating name), when known.
+    lines: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -117,6 +121,7 @@ class MovieLensData:
     users: Optional[Dict[str, User]]
     ratings: Ratings
     bad_rows: List[BadRow]
+    ratings_file: str = ""  # the ratings file as errors name it (path, or archive!member)
 
 
 # ---------------------------------------------------------------------------
@@ -276,6 +281,8 @@ def _rating_row(sep: str, csv_quoted: bool = False):
         timestamp = _int(ts.strip(), "timestamp")
         if timestamp < 0:
             raise _RowError(f"timestamp {timestamp} is negative")
+        if timestamp > INT64_MAX:
+            raise _RowError(f"timestamp {timestamp} is beyond the int64 range (at most {INT64_MAX})")
         return _id(user, "user id"), _id(movie, "movie id"), value, timestamp
     return parse
 
@@ -364,7 +371,7 @@ def load(path: str, max_bad_rows: int = 0) -> MovieLensData:
     name = LAYOUT_FILES[source.layout]["ratings"]
     display = source.display(name)
     encoding, parse, header = _PARSERS[source.layout]["ratings"]
-    user_ids, movie_ids, values, timestamps = [], [], [], []
+    user_ids, movie_ids, values, timestamps, lines = [], [], [], [], []
     # One string object per distinct id, not per rating (10M ratings: ~1 GB less).
     seen_ids: Dict[str, str] = {}
     for number, text in _lines(source, name, encoding, bad, header=header):
@@ -382,17 +389,21 @@ def load(path: str, max_bad_rows: int = 0) -> MovieLensData:
         movie_ids.append(movie)
         values.append(value)
         timestamps.append(ts)
+        lines.append(number)
 
     if len(bad) > max_bad_rows:
-        shown = "\n  ".join(b.describe() for b in bad[:10])
-        more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
         hint = (" (allow up to N with --max-bad-rows N to quarantine them)" if max_bad_rows == 0
                 else f" (more than --max-bad-rows {max_bad_rows})")
-        raise DataError(f"{len(bad)} bad row(s) in {path}{hint}:\n  {shown}{more}")
+        if len(bad) == 1:
+            raise DataError(f"{bad[0].describe()}{hint}")
+        shown = "; ".join(b.describe() for b in bad[:10])
+        more = f"; ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise DataError(f"{len(bad)} bad rows in {path}{hint}: {shown}{more}")
     if not user_ids:
         raise DataError(f"{display}: no usable ratings")
-    ratings = Ratings(user_ids, movie_ids, np.asarray(values, np.float32), np.asarray(timestamps, np.int64))
-    return MovieLensData(source.layout, path, movies, users, ratings, bad)
+    ratings = Ratings(user_ids, movie_ids, np.asarray(values, np.float32), np.asarray(timestamps, np.int64),
+                      np.asarray(lines, np.int64))
+    return MovieLensData(source.layout, path, movies, users, ratings, bad, ratings_file=display)
 
 
 # One dataset, explicitly bounded: ExampleGen's executor validates and splits

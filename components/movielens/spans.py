@@ -19,10 +19,12 @@ gives the same spans. The catalog files (movies, users) are copied into every
 span directory unchanged.
 
 `load` reads spans first..last back as one `reader.MovieLensData` plus each
-rating's span, refusing (with the span and file named) a missing span, a span
-without ratings, or spans out of order (a rating earlier than the previous
+rating's span, refusing (with the span and file named) a missing span, an
+empty span folder, a span without ratings, a rating present twice (naming both
+files and lines), or spans out of order (a rating earlier than the previous
 span's latest one). Each span directory is validated by `reader.load`, so a
-corrupted file names its line.
+corrupted file names its line. `validate` is that check of a whole layout,
+made before any span is trained (replay, and a run with split "span").
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ def write(data_path: str, output_root: str, span_days: int = 7, max_bad_rows: in
 
     Every span from the first to the last rating's gets a directory; a window
     without any rating is refused (a span must have ratings), with the dates named.
-    Rewriting the same data gives the same files.
+    Rewriting the same data gives the same files; span folders of an earlier cut
+    beyond this cut's last span are deleted.
     """
     if span_days < 1:
         raise DataError(f"--span-days must be at least 1, got {span_days}")
@@ -149,6 +152,8 @@ def write(data_path: str, output_root: str, span_days: int = 7, max_bad_rows: in
     order = np.argsort(ratings.timestamps, kind="stable")
     for span in range(len(counts)):
         directory = span_dir(output_root, span)
+        if files.isdir(directory):  # an earlier cut's: no file of it may stay (another layout's, say)
+            files.remove_tree(directory)
         files.makedirs(directory)
         for name, content in catalog_bytes.items():
             files.write_bytes(files.join(directory, name), content)
@@ -157,6 +162,11 @@ def write(data_path: str, output_root: str, span_days: int = 7, max_bad_rows: in
                                    t=int(ratings.timestamps[i])) for i in rows)
         files.write_bytes(files.join(directory, reader.LAYOUT_FILES[data.layout]["ratings"]),
                           ((_CSV_HEADER if data.layout == "csv" else "") + text).encode("utf-8"))
+    # The span folders of an earlier cut that this one does not have (a shorter --span-days cut more):
+    # without this the manifest and `available` would disagree, and a replay would see spans of both cuts.
+    for stale in available(output_root):
+        if stale >= len(counts):
+            files.remove_tree(span_dir(output_root, stale))
     files.write_bytes(files.join(output_root, MANIFEST), json.dumps(manifest.to_json(), indent=1).encode("utf-8"))
     return manifest
 
@@ -184,9 +194,11 @@ def load(root: str, last: int, max_bad_rows: int = 0) -> Tuple[MovieLensData, np
     """Every span from the first present up to `last`, as one dataset, and each rating's span (int64 [n]).
 
     Ratings are in span order, each span in file order. The catalog (movies,
-    users) is the union, later spans winning. Raises DataError naming the span
-    and file for a missing span, one without ratings, a corrupted file (its
-    line), or spans out of order.
+    users) is the union, later spans winning. Raises DataError, one line naming
+    the span and the file, for a missing span, an empty span folder, one without
+    ratings, a corrupted file (its line), a rating present twice (in two spans or
+    in one: both files and lines) or spans out of order (a rating earlier than
+    the previous span's latest).
     """
     spans = [s for s in available(root) if s <= last]
     if last not in spans:
@@ -194,17 +206,24 @@ def load(root: str, last: int, max_bad_rows: int = 0) -> Tuple[MovieLensData, np
     _check_contiguous(root, spans, spans[0], last)
     parts: List[MovieLensData] = []
     for span in spans:
-        part = reader.load(span_dir(root, span), max_bad_rows=max_bad_rows)
+        directory = span_dir(root, span)
+        if not files.listdir(directory):
+            expected = reader.LAYOUT_FILES[parts[0].layout]["ratings"] if parts else "u.data"
+            raise DataError(f"{files.join(directory, expected)}: span {span} is empty (its folder has no files)")
+        part = reader.load(directory, max_bad_rows=max_bad_rows)
         if parts and part.layout != parts[0].layout:
-            raise DataError(f"{span_dir(root, span)}: layout {part.layout} differs from span {spans[0]}'s ({parts[0].layout})")
-        if parts and part.ratings.timestamps.min() < parts[-1].ratings.timestamps.max():
-            i = int(part.ratings.timestamps.argmin())
-            raise DataError(
-                f"{span_dir(root, span)}: spans out of order: user {part.ratings.user_ids[i]}'s rating of movie "
-                f"{part.ratings.movie_ids[i]} at {_when(part.ratings.timestamps[i])} is earlier than the latest "
-                f"rating of span {span - 1} ({_when(parts[-1].ratings.timestamps.max())})"
-            )
+            raise DataError(f"{directory}: layout {part.layout} differs from span {spans[0]}'s ({parts[0].layout})")
         parts.append(part)
+    _check_no_duplicate(parts)
+    for span, previous, part in zip(spans[1:], parts[:-1], parts[1:], strict=True):
+        latest = int(previous.ratings.timestamps.argmax())
+        i = int(part.ratings.timestamps.argmin())
+        if part.ratings.timestamps[i] < previous.ratings.timestamps[latest]:
+            raise DataError(
+                f"{_where(part, i)}: spans out of order: user {part.ratings.user_ids[i]}'s rating of movie "
+                f"{part.ratings.movie_ids[i]} at {_when(part.ratings.timestamps[i])} is earlier than the latest "
+                f"rating of span {span - 1} ({_when(previous.ratings.timestamps[latest])}, {_where(previous, latest)})"
+            )
     movies, users = {}, ({} if parts[0].users is not None else None)
     for part in parts:
         movies.update(part.movies)
@@ -220,6 +239,69 @@ def load(root: str, last: int, max_bad_rows: int = 0) -> Tuple[MovieLensData, np
     data = MovieLensData(layout=parts[0].layout, source=root, movies=movies, users=users, ratings=ratings,
                          bad_rows=[b for p in parts for b in p.bad_rows])
     return data, span_index
+
+
+def _where(part: MovieLensData, row: int) -> str:
+    """file:line of one rating of a span."""
+    lines = part.ratings.lines
+    return f"{part.ratings_file}:{int(lines[row])}" if lines is not None else part.ratings_file
+
+
+def _check_no_duplicate(parts: Sequence[MovieLensData]) -> None:
+    """Raises DataError at the second occurrence of a rating (the same user, movie and second) in the
+    spans, in one span or two, naming both files and lines: a rating in two spans would be in a
+    training window and in the span its model is gated on."""
+    timestamps = np.concatenate([p.ratings.timestamps for p in parts])
+    order = np.argsort(timestamps, kind="stable")
+    tied = np.flatnonzero(timestamps[order][1:] == timestamps[order][:-1])
+    if not len(tied):
+        return
+    # Only ratings that share their second with another can be duplicates.
+    candidates = np.unique(np.concatenate([order[tied], order[tied + 1]]))
+    offsets = np.cumsum([0] + [len(p.ratings) for p in parts])
+    seen: Dict[Tuple[str, str, int], Tuple[int, int]] = {}
+    for row in candidates:  # ascending: span order, then file order
+        k = int(np.searchsorted(offsets, row, side="right")) - 1
+        part, i = parts[k], int(row - offsets[k])
+        key = (part.ratings.user_ids[i], part.ratings.movie_ids[i], int(part.ratings.timestamps[i]))
+        if key in seen:
+            first, j = seen[key]
+            raise DataError(f"{_where(part, i)}: duplicate rating: user {key[0]}'s rating of movie {key[1]} at "
+                            f"{_when(key[2])} is also at {_where(parts[first], j)}")
+        seen[key] = (k, i)
+
+
+def validate(root: str, last: Optional[int] = None, max_bad_rows: int = 0) -> List[int]:
+    """Checks the whole span layout up to `last` (default: the last span present) before any span is
+    trained; returns the spans present. The one check of a layout, for `replay` and for a run with
+    split "span": a missing span, an empty span folder, a span without ratings, a corrupted file, a
+    rating present twice and spans out of order each raise DataError, one line naming the span and
+    the file (see `load`). The result is cached (`load_cached`): ExampleGen's read of the same spans
+    reuses it."""
+    present = available(root) if files.isdir(root) else []
+    if not present:
+        raise DataError(f"{root}: no span-N directories (split 'span' reads a span layout: span-0/, span-1/, ...)")
+    load_cached(root, present[-1] if last is None else last, max_bad_rows)
+    return present
+
+
+def replay_range(root: str, from_span: Optional[int], to_span: Optional[int],
+                 max_bad_rows: int = 0) -> Tuple[List[int], int, int]:
+    """(spans present, first span to replay, last): `replay`'s --from-span / --to-span checked against
+    the layout at `root`, and the whole layout up to the last span validated (`validate`) before the
+    first span trains: a missing span (--from-span pointing at one too), an empty one, a rating in two
+    spans or spans out of order stop here, not a span or two later."""
+    present = available(root) if files.isdir(root) else []
+    if len(present) < 2:
+        raise DataError(f"{root}: replay needs at least two spans (found {len(present)})")
+    first, last = present[0], present[-1]
+    start = first + 1 if from_span is None else from_span
+    end = last if to_span is None else to_span
+    if not first < start <= end <= last:
+        raise DataError(f"--from-span {start} / --to-span {end}: spans {first + 1}..{last} can be replayed "
+                        f"(span {first} is the first: it only trains)")
+    validate(files.absolute(root), end, max_bad_rows)
+    return present, start, end
 
 
 def _when(timestamp) -> str:

@@ -37,6 +37,7 @@ ALLOWED = {
     ("components/movielens/files.py", "*"): {
         "open", "os.path.exists", "os.path.isdir", "os.path.join", "os.walk", "os.path.relpath",
         "os.listdir", "os.stat", "os.path.isfile", "os.path.abspath", "os.path.split", "os.makedirs",
+        "shutil.rmtree",
     },
     # The warm-start sidecar's weights.npz is built and parsed in memory
     # (io.BytesIO); only its bytes go through tf.io.gfile.

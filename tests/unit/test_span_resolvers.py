@@ -1,10 +1,11 @@
 """The span runs' resolvers on planted artifacts: the training window (SpanRangeStrategy's static range,
-the latest ingestion of each span, nothing unless the whole range is there) and the analyzer cache."""
+the latest ingestion of each span, nothing unless the whole range is there) and the analyzer cache (the
+previous span's, on every run of a span)."""
 
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
-from components.span_resolvers import LatestIfAnyStrategy, LatestPerSpanRangeStrategy, span_of
+from components.span_resolvers import AnalyzerCacheBeforeSpanStrategy, LatestPerSpanRangeStrategy, span_of
 
 
 def _examples(artifact_id, span, as_string=False):
@@ -39,9 +40,57 @@ def test_nothing_unless_every_span_of_the_range_was_ingested():
     assert _resolve([], 0, 0) is None
 
 
-def test_the_analyzer_cache_is_the_latest_or_none_on_a_first_run():
-    caches = [standard_artifacts.TransformCache() for _ in range(3)]
-    for artifact_id, artifact in zip((4, 9, 6), caches, strict=True):
+def _planted_store():
+    """An in-memory ML Metadata store with Transform runs for spans 1, 2 and 2 again (window 2): each reads
+    the examples of its window's spans and writes an analyzer cache."""
+    import ml_metadata as mlmd
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    connection = pb.ConnectionConfig()
+    connection.fake_database.SetInParent()
+    store = mlmd.MetadataStore(connection)
+    examples_type = store.put_artifact_type(pb.ArtifactType(name="Examples"))
+    cache_type = store.put_artifact_type(pb.ArtifactType(name="TransformCache"))
+    transform_type = store.put_execution_type(pb.ExecutionType(name="Transform"))
+    examples = {}
+    for span in range(3):
+        artifact = pb.Artifact(type_id=examples_type)
+        artifact.custom_properties["span"].int_value = span
+        [examples[span]] = store.put_artifacts([artifact])
+
+    def transform(window):
+        [execution] = store.put_executions([pb.Execution(type_id=transform_type)])
+        [cache] = store.put_artifacts([pb.Artifact(type_id=cache_type)])
+        events = [pb.Event(artifact_id=examples[s], execution_id=execution, type=pb.Event.INPUT,
+                           path=pb.Event.Path(steps=[pb.Event.Path.Step(key="examples")])) for s in window]
+        events.append(pb.Event(artifact_id=cache, execution_id=execution, type=pb.Event.OUTPUT,
+                               path=pb.Event.Path(steps=[pb.Event.Path.Step(key="updated_analyzer_cache")])))
+        store.put_events(events)
+        return cache
+
+    return store, [transform([0]), transform([0, 1]), transform([0, 1])]
+
+
+def _caches(ids):
+    out = []
+    for artifact_id in ids:
+        artifact = standard_artifacts.TransformCache()
         artifact.id = artifact_id
-    assert [a.id for a in LatestIfAnyStrategy().resolve_artifacts(None, {"cache": caches})["cache"]] == [9]
-    assert LatestIfAnyStrategy().resolve_artifacts(None, {"cache": []}) == {"cache": []}
+        out.append(artifact)
+    return out
+
+
+def test_every_run_of_a_span_gets_the_previous_spans_analyzer_cache_never_its_own():
+    store, (span_1, span_2, span_2_again) = _planted_store()
+    caches = _caches([span_1, span_2, span_2_again])
+
+    def resolved(span):
+        return [a.id for a in AnalyzerCacheBeforeSpanStrategy(span).resolve_artifacts(store, {"cache": caches})["cache"]]
+
+    # Span 2's first run and its rerun (resumed after a kill, or the job's second variant) both start from
+    # span 1's cache: the same inputs, so TFX's cache serves the finished Transform. The latest cache,
+    # span 2's own, would be a new input and re-run it.
+    assert resolved(2) == [span_1]
+    assert resolved(3) == [span_2_again]  # the latest of span 2's runs
+    assert resolved(1) == []  # the first run: nothing before it
+    assert AnalyzerCacheBeforeSpanStrategy(2).resolve_artifacts(store, {"cache": []}) == {"cache": []}

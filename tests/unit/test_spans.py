@@ -53,6 +53,22 @@ def test_spans_are_cut_by_time_from_the_first_day_and_read_back_whole(tmp_path):
     assert key(loaded) == key(data)
 
 
+def test_a_new_cut_deletes_the_span_folders_of_an_earlier_cut(tmp_path):
+    flat = synthetic.generate(str(tmp_path / "flat"), num_users=30, num_movies=40, num_ratings=900, days=60, seed=3)
+    root = str(tmp_path / "spans")
+    finer = spans.write(flat, root, span_days=3)
+    with open(os.path.join(spans.span_dir(root, 0), "stray.txt"), "w") as f:
+        f.write("a file of the earlier cut")
+    coarser = spans.write(flat, root, span_days=7)
+    assert len(finer.counts) > len(coarser.counts) > 1
+    # The manifest and the folders agree: the spans of the 3-day cut beyond the 7-day cut's last are gone.
+    assert spans.available(root) == sorted(coarser.counts) == sorted(spans.Manifest.read(root).counts)
+    assert sorted(os.listdir(root)) == sorted([f"span-{s}" for s in coarser.counts] + [spans.MANIFEST])
+    assert "stray.txt" not in os.listdir(spans.span_dir(root, 0))  # no file of the earlier cut stays
+    loaded, span_index = spans.load(root, max(coarser.counts))
+    assert np.bincount(span_index).tolist() == [coarser.counts[s] for s in sorted(coarser.counts)]
+
+
 def test_window_splits_train_on_the_spans_before_and_gate_on_the_span():
     span_index = np.array([0, 0, 1, 2, 2, 3, 4, 4, 5])
     splits = spans.window_splits(span_index, 4, window_spans=2)
@@ -89,8 +105,8 @@ def test_a_span_without_ratings_is_named(layout):
 def test_spans_out_of_order_are_refused(layout):
     # Span 3 holds a rating from before span 2's latest one.
     _write_100k(os.path.join(layout, "span-3"), [(1, 5, START + 7 * DAY)])
-    with pytest.raises(DataError, match=r"span-3: spans out of order: user 1's rating of movie 5 at 1997-11-.* is "
-                                        r"earlier than the latest rating of span 2"):
+    with pytest.raises(DataError, match=r"span-3/u.data:1: spans out of order: user 1's rating of movie 5 at "
+                                        r"1997-11-.* is earlier than the latest rating of span 2 \(.*, .*span-2/u.data:2\)"):
         spans.load(layout, 3)
 
 
