@@ -245,7 +245,7 @@ def data_result(config: PipelineConfig) -> Dict:
 
 def user_history(config: PipelineConfig, user_id: str, before: int) -> List[tuple]:
     """(movie_id, timestamp) of the user's ratings before `before` in the latest ingested data, most recent first,
-    as many as the pipeline's history length."""
+    as many as the pipeline stored per rating (PipelineConfig.ingested_history_length: what the model reads)."""
     spec = {F.USER_ID: tf.io.FixedLenFeature([], tf.string), F.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
             F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
     found = []
@@ -257,7 +257,7 @@ def user_history(config: PipelineConfig, user_id: str, before: int) -> List[tupl
             mine = parsed[F.USER_ID].numpy() == user_id.encode()
             found += zip(parsed[F.MOVIE_ID].numpy()[mine].tolist(), parsed[F.TIMESTAMP].numpy()[mine].tolist(), strict=True)
     found = sorted(((m.decode(), int(t)) for m, t in found if t < before), key=lambda item: -item[1])
-    return found[:config.history_length]
+    return found[:config.ingested_history_length]
 
 
 def as_tfx(artifact: metadata_store_pb2.Artifact, artifact_class=standard_artifacts.Examples):

@@ -21,6 +21,8 @@ from core.errors import ConfigError, check_choice
 from trainer.config import NAMED_CONFIGS, VARIANTS, ModelConfig  # noqa: F401  (VARIANTS: the job's models)
 from transform.config import TransformConfig
 
+# The history ExampleGen stores for a model that reads none: the baselines' (item-kNN, EASE) history.
+BASELINE_HISTORY = 50
 # The password of a MySQL / MariaDB metadata store, when the URI has none.
 METADATA_PASSWORD_ENV = "MOVIELENS_TFX_METADATA_PASSWORD"
 _MYSQL_URI = "mysql://user[:password]@host[:port]/database"
@@ -175,8 +177,11 @@ class PipelineConfig:
     split_seed: int = 42
     max_bad_rows: int = 0
     # Each rating example carries the user's most recent movies rated strictly
-    # before it, up to this many (components.movielens.history).
-    history_length: int = 50
+    # before it, up to `ingested_history_length` (components.movielens.history):
+    # what the model reads (ModelConfig.history_length), or BASELINE_HISTORY for
+    # a model without history (the baselines' item-kNN and EASE read it). Set,
+    # it caps the ingestion, and must be at least what the model reads.
+    history_length: Optional[int] = None
     # Continuous training, split "span": data_path is a span layout
     # (components.movielens.spans). The run for span N trains on the
     # window_spans spans before N and is evaluated and gated on span N, the
@@ -253,6 +258,15 @@ class PipelineConfig:
         problem = comparison.check_training_noise(self.training_noise)
         if problem:
             raise ConfigError(f"training_noise: {problem}")
+        if self.history_length is not None:
+            if isinstance(self.history_length, bool) or not isinstance(self.history_length, int) \
+                    or self.history_length < 0:
+                raise ConfigError(f"history_length: {self.history_length!r} is not an integer >= 0")
+            if self.history_length < self.model.history_length:
+                raise ConfigError(
+                    f"history_length: ExampleGen would store {self.history_length} movies per rating, but the model "
+                    f"reads {self.model.history_length} (the model's history_length): leave the ingestion cap unset "
+                    f"or set it to at least {self.model.history_length}")
         if self.max_bad_rows < 0:
             raise ConfigError(f"max_bad_rows: {self.max_bad_rows} is negative")
         if self.beam_workers < 1:
@@ -276,6 +290,13 @@ class PipelineConfig:
     def window_by_resolver(self) -> bool:
         """True when a span run's training window is resolved from ML Metadata (span_window)."""
         return self.split == spans.SPAN_SPLIT and self.span_window == spans.WINDOW_BY_RESOLVER
+
+    @property
+    def ingested_history_length(self) -> int:
+        """How many earlier movies ExampleGen stores per rating (see history_length)."""
+        if self.history_length is not None:
+            return self.history_length
+        return self.model.history_length or BASELINE_HISTORY
 
     @property
     def transform_config(self) -> TransformConfig:

@@ -45,7 +45,7 @@ def runs(tmp_path_factory):
                      "transform_inputs": latest_inputs(config, "Transform")}
     # The same output, span 3 again with shorter histories: the window's spans were ingested with other
     # settings, so they are ingested again, and the window holds only the new ingestions.
-    shorter = _config(data, str(tmp / "resolver"), "resolver", history_length=10)
+    shorter = _config(data, str(tmp / "resolver"), "resolver").with_model(history_length=10)
     out["stale"] = spans_to_ingest(shorter, 1, 2)
     lines = []
     run_pipeline(shorter, progress=lines.append)

@@ -91,3 +91,26 @@ def test_metrics_are_keyed_by_k_and_formatted_only_when_printed():
     assert metrics_by_k({"100": 0.5, "5": 0.1, 1: 0.01}) == {1: 0.01, 5: 0.1, 100: 0.5}
     assert list(metrics_by_k({"100": 0.5, "5": 0.1})) == [5, 100]
     assert top_k_label(100) == "top_100"
+
+
+def test_one_knob_for_the_history_what_exampleGen_stores_is_what_the_model_reads(tmp_path):
+    from pipeline.pipeline import create_components
+
+    args = cli.parser().parse_args(["run", "--data", str(tmp_path), "--set", "history_length=80"])
+    config = cli.build_config(args)
+    assert config.model.history_length == 80 and config.ingested_history_length == 80
+    from tfx.types import standard_component_specs
+
+    from components.example_gen import read_settings
+
+    [ratings_gen] = [c for c in create_components(config) if c.id == "RatingsExampleGen"]
+    key = standard_component_specs.CUSTOM_CONFIG_KEY
+    settings = read_settings({key: ratings_gen.exec_properties[key]})
+    assert settings["max_history"] == 80  # ExampleGen stores the 80 movies the model reads
+    # A model without history: ExampleGen still stores the baselines' history (item-kNN, EASE read it).
+    assert named_config("tutorial", data_path="d").ingested_history_length == 50
+    assert named_config("default", data_path="d", history_length=60).ingested_history_length == 60  # a cap above
+    with pytest.raises(ConfigError, match="ExampleGen would store 10 movies per rating, but the model reads 50"):
+        named_config("default", data_path="d", history_length=10)
+    with pytest.raises(ConfigError, match="the model reads 80"):
+        named_config("default", data_path="d", history_length=50).with_model(history_length=80)
