@@ -139,6 +139,17 @@ def curve(paths: dict, config, epochs: int, per_rating: dict = None) -> list:
     return out
 
 
+def run_child(args, job: str) -> dict:
+    """One variant and seed (`job`, JSON) trained in a fresh process (`--one`); its printed result."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--config", args.config, "--epochs", str(args.epochs), "--one",
+                          job, *[f"--set={pair}" for pair in args.set]], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def parse_candidate(text: str):
     """--compare NAME:KEY=VALUE;KEY=VALUE -> (name, {key: value}) (values as for --set)."""
     from app.cli import model_overrides
@@ -160,12 +171,7 @@ def compare(args, paths: dict, n_validation: int) -> None:
     for name, settings in candidates:
         for seed in (int(s) for s in args.seeds.split(",")):
             job = json.dumps({"settings": settings, "seed": seed, "paths": paths, "per_rating": True})
-            out = __import__("subprocess").run(
-                [sys.executable, __file__, "--config", args.config, "--epochs", str(args.epochs), "--one", job,
-                 *[f"--set={pair}" for pair in args.set]], capture_output=True, text=True)
-            if out.returncode != 0:
-                sys.exit(f"child failed:\n{out.stderr[-3000:]}")
-            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result = run_child(args, job)
             hits[(name, seed)] = np.array(result["per_rating"]["hits"], float)
             users = result["per_rating"]["users"]
             print(f"{name:14s} seed {seed}: validation top-{GATE_K} {hits[(name, seed)].mean():.4f}   "
@@ -241,12 +247,7 @@ def main() -> None:
     for variant in VARIANTS:
         for seed in (int(s) for s in args.seeds.split(",")):
             job = json.dumps({"variant": variant, "seed": seed, "paths": paths})
-            out = __import__("subprocess").run(
-                [sys.executable, __file__, "--config", args.config, "--epochs", str(args.epochs), "--one", job,
-                 *[f"--set={pair}" for pair in args.set]], capture_output=True, text=True)
-            if out.returncode != 0:
-                sys.exit(f"child failed:\n{out.stderr[-3000:]}")
-            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result = run_child(args, job)
             curves[(variant, seed)] = [float(point[str(GATE_K)] if str(GATE_K) in point else point[GATE_K])
                                        for point in result["curve"]]
             print(f"{variant:9s} seed {seed}: " + " ".join(f"{v:.4f}" for v in curves[(variant, seed)])

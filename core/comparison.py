@@ -44,7 +44,7 @@ DEFAULT_CONFIDENCE = 0.95
 # The gate's default training noise (PipelineConfig.training_noise): measured by A/A runs of the default
 # config (README, Evaluation and the deployment gate).
 DEFAULT_TRAINING_NOISE = 0.0035
-# Draws are made this many at a time: [chunk, users] counts in memory.
+# Draws are made this many at a time: [chunk, users] user indices in memory.
 _CHUNK = 250
 
 BETTER, NOT_DISTINGUISHABLE, WORSE = "better", "not distinguishable", "worse"
@@ -141,11 +141,6 @@ def from_hits(users: np.ndarray, hits_a: np.ndarray, hits_b: np.ndarray, confide
     ratings = np.bincount(index)
     diffs = np.bincount(index, weights=np.asarray(hits_a, np.float64) - np.asarray(hits_b, np.float64))
     return paired_bootstrap(ratings, diffs, confidence, draws, seed)
-
-
-def detectable_difference(comparison: Comparison) -> float:
-    """The smallest true difference this comparison's interval would put clear of zero: its half-width."""
-    return (comparison.upper - comparison.lower) / 2.0
 
 
 def noise_of(pairs) -> float:

@@ -120,24 +120,30 @@ class MeanHit(beam.CombineFn):
 
 
 def gain_name(k: int, against: str, part: str = "lower") -> str:
-    """TFMA's names of a PairedGain's keys: "top_100_gain_over_blessed_lower" (the gated one), "..._gain_over_
-    blessed" (the point difference, part ""), "..._upper", "..._users"."""
+    """TFMA's names of a PairedGain's keys (GAIN_PARTS): "top_100_gain_over_blessed_lower" (the gated one),
+    "..._gain_over_blessed" (the point difference, part ""), "..._upper", "..._users", "..._noise"."""
     return f"top_{k}_gain_over_{against}" + (f"_{part}" if part else "")
 
 
 GAIN_PARTS = ("lower", "", "upper", "users", "noise")
 
 
+def _as_bytes(value) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _as_text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def rating_key(user_id, movie_id, timestamp) -> Tuple[bytes, bytes, int]:
     """A rating's identity in the eval split: (user_id, movie_id, timestamp)."""
-    as_bytes = lambda v: v if isinstance(v, bytes) else str(v).encode()  # noqa: E731
-    return as_bytes(user_id), as_bytes(movie_id), int(timestamp)
+    return _as_bytes(user_id), _as_bytes(movie_id), int(timestamp)
 
 
 def write_per_rating_hits(path: str, k: int, users, movies, timestamps, hits: Dict[str, np.ndarray]) -> None:
     """The baselines' per-rating hits at k, as JSON: each rating's key and, per baseline, a string of 0 / 1."""
-    stored = {"k": int(k), "user_id": [u.decode() if isinstance(u, bytes) else str(u) for u in users],
-              "movie_id": [m.decode() if isinstance(m, bytes) else str(m) for m in movies],
+    stored = {"k": int(k), "user_id": [_as_text(u) for u in users], "movie_id": [_as_text(m) for m in movies],
               "timestamp": [int(t) for t in timestamps],
               "hits": {name: "".join("1" if h else "0" for h in values) for name, values in hits.items()}}
     with tf.io.gfile.GFile(path, "w") as f:
