@@ -8,6 +8,8 @@ RUN pip install --no-cache-dir tensorflow-recommenders==0.7.7 tf_keras==2.16.0 d
 COPY core core
 COPY app app
 COPY components components
+COPY movielens movielens
+COPY baselines baselines
 COPY pipeline pipeline
 COPY transform transform
 COPY trainer trainer

@@ -27,8 +27,8 @@ from typing import List, Optional
 
 from app import lock
 from app.logs import log_file, quiet_logs
-from components.movielens.spans import SPAN_SPLIT, SPLIT_METHODS
 from core.errors import ConfigError, UserError
+from movielens.spans import SPAN_SPLIT, SPLIT_METHODS
 from pipeline.config import METADATA_PASSWORD_ENV, VARIANTS, CloudConfig, PipelineConfig, named_config
 from trainer.config import NAMED_CONFIGS
 
@@ -80,7 +80,7 @@ def model_overrides(pairs: List[str]) -> dict:
 def build_config(args) -> PipelineConfig:
     data_path = args.data
     if data_path is None:
-        from components.movielens import download
+        from movielens import download
 
         data_path = download.fetch(args.dataset)
     config = named_config(

@@ -1,6 +1,6 @@
 """`movielens-tfx replay`: continuous training, replayed span by span as a scheduler would run it.
 
-The data is cut into spans (components.movielens.spans; a span layout is used
+The data is cut into spans (movielens.spans; a span layout is used
 as it is). Then, for each span N from `from_span` on, in order, on one
 pipeline root and one ML Metadata store, the pipeline runs with span N:
 ExampleGen ingests span N, the window before it is resolved from the runs
@@ -30,7 +30,7 @@ from app import lock, timeline
 from app.results import as_tfx, data_result, latest_outputs, variant_result
 from components.atomic_pusher import existing_versions
 from components.data_gate import drift_findings, drift_measurements
-from components.movielens import files, spans
+from movielens import files, spans
 from pipeline.config import PipelineConfig
 from pipeline.local_runner import run_pipeline
 from trainer.config import GATE_K

@@ -21,8 +21,8 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components import baselines
 from components.evaluator import CONFIDENCE_PROPERTY, FLOOR_BASELINE_PROPERTY, VALUE_FLOOR_PROPERTY
-from components.movielens import files
 from core import comparison
+from movielens import files
 from pipeline.config import PipelineConfig
 from trainer import tfma_metric
 from trainer.config import GATE_K, METRICS_FILE, TOP_KS, metrics_by_k

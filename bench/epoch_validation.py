@@ -52,7 +52,7 @@ GATE_K = 100
 
 def carve_train(data: str, split: str, out_dir: str) -> int:
     """Writes the job's train ratings (train fraction 0.8 of `split`) as a dataset in `out_dir`; returns their count."""
-    from components.movielens import reader
+    from movielens import reader
     from pipeline.config import PipelineConfig
 
     loaded = reader.load(data)
@@ -230,7 +230,7 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="epoch-validation-")
     data = os.path.abspath(args.data)
     if args.synthetic:
-        from components.movielens import synthetic
+        from movielens import synthetic
 
         data = synthetic.at_scale(os.path.join(work, "synthetic"), args.synthetic)
     paths = prepare(data, args.config, split, args.validation_fraction, work)

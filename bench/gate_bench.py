@@ -62,7 +62,7 @@ def _line(name: str, model: dict) -> str:
 
 
 def synthetic_data(context_effect: float = 0.0) -> str:
-    from components.movielens import synthetic
+    from movielens import synthetic
 
     return synthetic.generate(tempfile.mkdtemp(prefix="gate-data-"), context_effect=context_effect, **SYNTHETIC)
 

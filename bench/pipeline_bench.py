@@ -103,7 +103,7 @@ def main() -> None:
         return
     data = args.data
     if args.synthetic:
-        from components.movielens import synthetic
+        from movielens import synthetic
 
         n = args.synthetic
         data = synthetic.at_scale(tempfile.mkdtemp(prefix="bench-data-"), n)

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from components.movielens import reader
+from movielens import reader
 
 
 def load(path):

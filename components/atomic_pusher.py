@@ -48,7 +48,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from components.movielens import files
+from movielens import files
 
 SAVED_MODEL_FILE = "saved_model.pb"
 

@@ -40,23 +40,21 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.movielens import examples as ml_examples
-from components.movielens import files, reader, spans
 from core.errors import check_choice
+from movielens import examples as ml_examples
+from movielens import files, reader, spans
 
 KIND_RATINGS = "ratings"
 KIND_CATALOG = "catalog"
 QUARANTINE_FILE = "quarantine.tsv"
 ENCODE_CHUNK_ROWS = 200_000
-SPAN_SPLIT = spans.SPAN_SPLIT
-WINDOW_BY_RESOLVER, WINDOW_IN_EXAMPLE_GEN, SPAN_WINDOWS = spans.WINDOW_BY_RESOLVER, spans.WINDOW_IN_EXAMPLE_GEN, spans.SPAN_WINDOWS
 
 
-def rating_splits(split_method: str, span_window: str = WINDOW_BY_RESOLVER) -> Tuple[str, ...]:
+def rating_splits(split_method: str, span_window: str = spans.WINDOW_BY_RESOLVER) -> Tuple[str, ...]:
     """The splits the ratings ExampleGen writes."""
-    if split_method != SPAN_SPLIT:
+    if split_method != spans.SPAN_SPLIT:
         return ("train", "eval")
-    return ("eval",) if span_window == WINDOW_BY_RESOLVER else ("train", "eval", "previous")
+    return ("eval",) if span_window == spans.WINDOW_BY_RESOLVER else ("train", "eval", "previous")
 
 
 def custom_config(kind: str, split_method: str, train_fraction: float, seed: int, max_bad_rows: int,
@@ -86,7 +84,7 @@ def read_settings(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
 def input_location(data_path: str, split_method: str = "random") -> Tuple[str, str]:
     """(input_base, file pattern) for a MovieLens directory or .zip archive, or a span layout."""
     data_path = files.absolute(data_path)
-    if split_method == SPAN_SPLIT:
+    if split_method == spans.SPAN_SPLIT:
         return data_path.rstrip("/"), spans.SPAN_PATTERN
     if files.isdir(data_path) or not data_path.endswith(".zip"):
         return data_path.rstrip("/"), "*"
@@ -105,11 +103,11 @@ def load_and_split(input_base: str, pattern: str, settings: Dict[str, Any],
     ratings' history); flat data is read whole. Both loads are cached (one
     entry), so Beam's in-process workers share the executor's parse.
     """
-    if settings["split_method"] == SPAN_SPLIT:
+    if settings["split_method"] == spans.SPAN_SPLIT:
         data, span_index = spans.load_cached(input_base, span, settings["max_bad_rows"])
         if settings["kind"] == KIND_CATALOG:
             return data, {}
-        if settings["span_window"] == WINDOW_BY_RESOLVER:
+        if settings["span_window"] == spans.WINDOW_BY_RESOLVER:
             return data, {"eval": np.flatnonzero(span_index == span)}
         return data, spans.window_splits(span_index, span, settings["window_spans"], input_base)
     data = reader.load_cached(_data_path(input_base, pattern), settings["max_bad_rows"])
@@ -206,10 +204,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         artifact.set_int_custom_property("num_movies", len(data.movies))
         for split, size in sizes.items():
             artifact.set_int_custom_property(f"num_examples_{split}", size)
-        if settings["split_method"] == SPAN_SPLIT and settings["kind"] == KIND_RATINGS:
+        if settings["split_method"] == spans.SPAN_SPLIT and settings["kind"] == KIND_RATINGS:
             # The span is also TFX's span property, from the driver.
             artifact.set_int_custom_property("eval_span", span)
-            if settings["span_window"] == WINDOW_IN_EXAMPLE_GEN:  # the window this run read
+            if settings["span_window"] == spans.WINDOW_IN_EXAMPLE_GEN:  # the window this run read
                 artifact.set_int_custom_property("first_train_span", spans.first_train_span(
                     spans.available(input_base), span, settings["window_spans"]))
         if data.bad_rows:
@@ -241,11 +239,11 @@ class MovieLensExampleGen(FileBasedExampleGen):
         max_bad_rows: int = 0,
         max_history: int = 50,
         window_spans: int = 4,
-        span_window: str = WINDOW_BY_RESOLVER,
+        span_window: str = spans.WINDOW_BY_RESOLVER,
         range_config=None,
     ):
         check_choice("kind", kind, (KIND_RATINGS, KIND_CATALOG))
-        check_choice("span_window", span_window, SPAN_WINDOWS)
+        check_choice("span_window", span_window, spans.SPAN_WINDOWS)
         spans.check_split(split_method, train_fraction, window_spans)
         input_base, pattern = input_location(data_path, split_method)
         names = ["catalog"] if kind == KIND_CATALOG else list(rating_splits(split_method, span_window))

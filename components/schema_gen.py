@@ -21,7 +21,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
-from components.movielens import files
+from movielens import files
 from transform import features as F
 
 

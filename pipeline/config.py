@@ -15,9 +15,9 @@ import re
 import urllib.parse
 from typing import Dict, Optional, Tuple
 
-from components.movielens import files, spans
 from core import comparison
 from core.errors import ConfigError, check_choice
+from movielens import files, spans
 from trainer.config import NAMED_CONFIGS, VARIANTS, ModelConfig  # noqa: F401  (VARIANTS: the job's models)
 from transform.config import TransformConfig
 
@@ -177,13 +177,13 @@ class PipelineConfig:
     split_seed: int = 42
     max_bad_rows: int = 0
     # Each rating example carries the user's most recent movies rated strictly
-    # before it, up to `ingested_history_length` (components.movielens.history):
+    # before it, up to `ingested_history_length` (movielens.history):
     # what the model reads (ModelConfig.history_length), or BASELINE_HISTORY for
     # a model without history (the baselines' item-kNN and EASE read it). Set,
     # it caps the ingestion, and must be at least what the model reads.
     history_length: Optional[int] = None
     # Continuous training, split "span": data_path is a span layout
-    # (components.movielens.spans). The run for span N trains on the
+    # (movielens.spans). The run for span N trains on the
     # window_spans spans before N and is evaluated and gated on span N, the
     # first data its model would serve. span None: the latest span present
     # (TFX's FileBasedDriver picks it); a compiled spec takes it at submission.

@@ -73,7 +73,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=EVAL_SIGNATURE, model_type="tf_generic")],
         # Overall, then by whether the user has train ratings and by history
-        # length (features ExampleGen writes; components.movielens.examples).
+        # length (features ExampleGen writes; movielens.examples).
         slicing_specs=[tfma.SlicingSpec(), *(tfma.SlicingSpec(feature_keys=[key]) for key in SLICE_FEATURES)],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )

@@ -24,7 +24,7 @@ from typing import Dict, Optional
 from google.protobuf import json_format
 from tfx import v1 as tfx
 
-from components.example_gen import SPAN_SPLIT, WINDOW_IN_EXAMPLE_GEN
+from movielens.spans import SPAN_SPLIT, WINDOW_IN_EXAMPLE_GEN
 from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.pipeline import MODEL_CONFIG_PARAMETER, RANGE_CONFIG_PARAMETER, create_pipeline, span_range_config
 

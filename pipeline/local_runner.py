@@ -26,10 +26,10 @@ from tfx.orchestration.pipeline import RunOptions
 from tfx.orchestration.portable import launcher
 from tfx.types import standard_artifacts
 
-from components.example_gen import SPAN_SPLIT, read_settings
-from components.movielens import files, spans
+from components.example_gen import read_settings
 from components.span_resolvers import latest_per_span, span_of, statistics_spans
 from core.errors import UserError
+from movielens import files, spans
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_components, create_pipeline, latest_span, window_spans
 
@@ -288,7 +288,7 @@ def run_pipeline(config: PipelineConfig, progress: Optional[Progress] = None,
     the ingestion part: what the scheduler would have run when that span landed.
     """
     check_metadata(config)
-    if config.split == SPAN_SPLIT:  # the whole layout, before any component runs (no TFX traceback later)
+    if config.split == spans.SPAN_SPLIT:  # the whole layout, before any component runs (no TFX traceback later)
         spans.validate(files.absolute(config.data_path), config.span, config.max_bad_rows)
     os.makedirs(config.output_dir, exist_ok=True)
     say = progress or (lambda line: None)

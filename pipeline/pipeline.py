@@ -43,11 +43,11 @@ from components.baselines import Baselines
 from components.data_gate import DataGate, DriftGate
 from components.distribution_validator import DistributionValidator
 from components.evaluator import BaselineGatedEvaluator
-from components.example_gen import KIND_CATALOG, KIND_RATINGS, SPAN_SPLIT, MovieLensExampleGen
-from components.movielens import files, spans
+from components.example_gen import KIND_CATALOG, KIND_RATINGS, MovieLensExampleGen
 from components.retrieval_trainer import RetrievalTrainer, VertexRetrievalTrainer
 from components.schema_gen import SchemaGen
 from components.span_resolvers import latest_analyzer_cache, previous_span_statistics, training_window
+from movielens import files, spans
 from pipeline import evaluation
 from pipeline.config import PipelineConfig
 
@@ -68,7 +68,7 @@ def span_range_config(span: Optional[int]):
 
 
 def _range_config(config: PipelineConfig):
-    if config.split != SPAN_SPLIT:
+    if config.split != spans.SPAN_SPLIT:
         return None
     if config.span_as_runtime_parameter:
         # A compiled spec takes the span when it is submitted (submit --span N):
@@ -138,7 +138,7 @@ def create_components(config: PipelineConfig, ingest_only: bool = False) -> List
     data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
     gates = [data_gate]
     drift = []
-    if config.split == SPAN_SPLIT:
+    if config.split == spans.SPAN_SPLIT:
         if config.window_by_resolver:
             # Span N (eval) against span N - 1's statistics, from that span's own run.
             previous = previous_span_statistics(statistics_gen.id, config.span - 1)

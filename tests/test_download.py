@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from components.movielens import download, reader, synthetic
-from components.movielens.reader import DataError
+from movielens import download, reader, synthetic
+from movielens.reader import DataError
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from app.job import run_job
-from components.movielens import synthetic
+from movielens import synthetic
 from pipeline.config import named_config
 from trainer.config import TOP_KS
 

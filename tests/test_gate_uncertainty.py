@@ -16,7 +16,7 @@ import os
 import pytest
 
 from app.job import run_job
-from components.movielens import synthetic
+from movielens import synthetic
 from pipeline.config import named_config
 
 # ml-100k's users and movies, fewer ratings: sessions as MovieLens users rate.

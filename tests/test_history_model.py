@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from helpers import tft_analyze
 
-from components.movielens import history, reader
+from movielens import history, reader
 from trainer import export, task
 from trainer.config import NAMED_CONFIGS, TOP_KS
 from transform import features as F

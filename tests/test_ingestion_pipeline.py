@@ -11,7 +11,7 @@ from tfx.types import standard_artifacts
 from app.results import latest_outputs
 from components.data_gate import DataValidationError, check_anomalies
 from components.example_gen import QUARANTINE_FILE
-from components.movielens import synthetic
+from movielens import synthetic
 from pipeline.config import named_config
 from pipeline.local_runner import run_pipeline
 

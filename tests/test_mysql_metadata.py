@@ -22,7 +22,7 @@ from ml_metadata.proto import metadata_store_pb2
 from app import cli
 from app.logs import quiet_logs
 from app.results import latest_outputs, metadata_store
-from components.movielens import synthetic
+from movielens import synthetic
 from pipeline.config import METADATA_PASSWORD_ENV, named_config
 from pipeline.local_runner import run_pipeline
 from pipeline.pipeline import create_pipeline

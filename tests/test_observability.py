@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from components.movielens import synthetic
+from movielens import synthetic
 from trainer.config import TENSORBOARD_EVAL, TENSORBOARD_STEPS, TENSORBOARD_TRAIN, TOP_KS, top_k_tag
 
 FAST = ["--config", "tutorial", "--set", "epochs=2", "--set", "batch_size=256", "--value-floor", "0"]

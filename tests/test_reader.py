@@ -6,8 +6,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from components.movielens import reader, synthetic
-from components.movielens.reader import DataError
+from movielens import reader, synthetic
+from movielens.reader import DataError
 
 
 def _gen(tmp_path, layout="ml-100k", **kw):

@@ -15,7 +15,7 @@ from tfx.types import standard_artifacts
 from app import lock
 from app.results import latest_outputs, metadata_store
 from components import atomic_pusher
-from components.movielens import spans, synthetic
+from movielens import spans, synthetic
 from pipeline.config import named_config
 from pipeline.local_runner import ABANDONED_PROPERTY, run_pipeline
 

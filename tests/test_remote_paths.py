@@ -25,7 +25,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from app import results
 from components import atomic_pusher, baselines, data_gate
-from components.movielens import files, reader, synthetic
+from movielens import files, reader, synthetic
 from trainer import task
 
 # A SavedModel's shape: saved_model.pb, variables/, fingerprint.pb; and an empty assets/ (_push).

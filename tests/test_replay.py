@@ -15,8 +15,8 @@ from ml_metadata.proto import metadata_store_pb2
 from app import timeline
 from app.results import latest_inputs, metadata_store
 from components import atomic_pusher
-from components.movielens import spans, synthetic
 from components.span_resolvers import producer_input_spans
+from movielens import spans, synthetic
 from pipeline.config import PipelineConfig
 
 # The history model, small and quick. Floor 0: a few steps on synthetic ratings are not meant to

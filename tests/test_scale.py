@@ -9,7 +9,7 @@ from tensorflow.python.autograph.impl import conversion
 from tfx.utils import dependency_utils, proto_utils
 
 import components.example_gen as example_gen
-from components.movielens import reader, synthetic
+from movielens import reader, synthetic
 from pipeline.config import PipelineConfig
 from transform import features as F
 

@@ -10,9 +10,9 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from app.results import data_result, latest_inputs, user_history, variant_result
-from components.movielens import spans, synthetic
-from components.movielens.reader import DataError
 from components.span_resolvers import span_of, statistics_spans
+from movielens import spans, synthetic
+from movielens.reader import DataError
 from pipeline.config import named_config
 from pipeline.local_runner import run_pipeline, spans_to_ingest
 

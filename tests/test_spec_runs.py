@@ -17,7 +17,7 @@ import sys
 import kfp_launcher  # tests/kfp_launcher.py (pytest puts tests/ on sys.path)
 import pytest
 
-from components.movielens import synthetic
+from movielens import synthetic
 from trainer.config import METRICS_FILE
 
 CLI = os.path.join(os.path.dirname(sys.executable), "movielens-tfx")
@@ -158,7 +158,7 @@ def test_schema_2_0_spec_fails_under_the_kfp_2_launcher(tmp_path, monkeypatch):
 def test_span_aware_spec_ingests_the_submitted_span_warm_starts_and_checks_drift(tmp_path):
     """compile --split span: the span is the runtime parameter `range_config` (submit --span N); each run's
     ExampleGen builds the window before the span, the Trainer warm-starts from the latest blessed model."""
-    from components.movielens import spans
+    from movielens import spans
     from pipeline import kubeflow_runner
 
     flat = synthetic.generate(str(tmp_path / "flat"), num_users=60, num_movies=400, num_ratings=3000, days=21, seed=2)

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from helpers import no_history, tft_analyze
 
-from components.movielens import reader, synthetic
+from movielens import reader, synthetic
 from trainer import export, task
 from trainer.config import TOP_KS, ModelConfig
 from transform import features as F

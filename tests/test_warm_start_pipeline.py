@@ -7,7 +7,7 @@ import os
 import pytest
 
 from app.job import run_job
-from components.movielens import synthetic
+from movielens import synthetic
 from pipeline.config import named_config
 from pipeline.pipeline import create_components
 from trainer import warm_start

@@ -8,7 +8,7 @@ MOVIE_ID = "movie_id"
 MOVIE_TITLE = "movie_title"
 TIMESTAMP = "timestamp"
 # The user's most recent movies rated strictly before the rating (most recent
-# first; components.movielens.history) and their timestamps: string / int64 lists.
+# first; movielens.history) and their timestamps: string / int64 lists.
 HISTORY = "history"
 HISTORY_TIMESTAMPS = "history_timestamps"
 # Eval examples only: every movie the user rated strictly before the rating

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 
 from app import cli
-from components.movielens import spans
+from movielens import spans
 
 from .cases import CASES
 
@@ -55,7 +55,7 @@ def spans_driver(case, tmp):
 
 
 def ingestion_driver(case, tmp):
-    from components.movielens import reader
+    from movielens import reader
 
     data = os.path.join(tmp, "data")
     if "zip" in case.input:

@@ -8,8 +8,8 @@ import pytest
 from app import cli
 from app.lock import OutputInUse
 from components.data_gate import DataValidationError
-from components.movielens.reader import DataError
 from core.errors import ConfigError, UserError
+from movielens.reader import DataError
 
 
 @pytest.mark.parametrize("error_type", [DataError, DataValidationError, OutputInUse, ConfigError])

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from components.movielens import history
+from movielens import history
 
 
 def _brute_force(users, timestamps, is_eval, max_length):

@@ -15,7 +15,7 @@ import os
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Run on the user's machine, never in a component: the download cache and the synthetic data generator.
-NOT_IN_A_COMPONENT = {"components/movielens/download.py", "components/movielens/synthetic.py"}
+NOT_IN_A_COMPONENT = {"movielens/download.py", "movielens/synthetic.py"}
 EXTRA = ["app/results.py"]  # the report's readers: artifact URIs may be gs://
 
 # os names that touch no file.
@@ -34,7 +34,7 @@ ALLOWED = {
     # where the DAG is built). Every TensorFlow filesystem but the local one
     # has a scheme, so "://" is the right test. tests/test_remote_paths.py
     # reads a directory and a .zip on ram:// through it.
-    ("components/movielens/files.py", "*"): {
+    ("movielens/files.py", "*"): {
         "open", "os.path.exists", "os.path.isdir", "os.path.join", "os.walk", "os.path.relpath",
         "os.listdir", "os.stat", "os.path.isfile", "os.path.abspath", "os.path.split", "os.makedirs",
         "shutil.rmtree",
@@ -50,7 +50,7 @@ ALLOWED = {
 
 
 def component_modules():
-    patterns = ["components/*.py", "components/movielens/*.py", "trainer/*.py", "transform/*.py"]
+    patterns = ["components/*.py", "movielens/*.py", "trainer/*.py", "transform/*.py"]
     found = sorted({os.path.relpath(p, REPO) for pattern in patterns for p in glob.glob(os.path.join(REPO, pattern))})
     return [m for m in found if m not in NOT_IN_A_COMPONENT] + EXTRA
 

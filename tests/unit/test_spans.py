@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from components import example_gen
-from components.movielens import reader, spans, synthetic
-from components.movielens.reader import DataError
+from movielens import reader, spans, synthetic
+from movielens.reader import DataError
 
 DAY = 86_400
 START = 880_000_000  # synthetic.generate's first possible timestamp

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from components import baselines
-from components.movielens import history, reader, synthetic
+from movielens import history, reader, synthetic
 
 START, DAYS = 880_000_000, 300
 

@@ -25,8 +25,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from components.movielens import files
 from core.errors import ConfigError, UserError, check_choice
+from movielens import files
 
 # The genre names tensorflow-datasets uses for every MovieLens variant; the
 # `movie_genres` feature holds indices into this list.
@@ -425,12 +425,12 @@ def load_cached(path: str, max_bad_rows: int = 0) -> MovieLensData:
 # ---------------------------------------------------------------------------
 # Splits.
 
-SPLIT_METHODS = ("random", "temporal")
+FLAT_SPLIT_METHODS = ("random", "temporal")  # a flat dataset's (a span layout's: spans.SPAN_SPLIT)
 
 
 def check_split(method: str, train_fraction: float) -> None:
     """Raises ConfigError unless `method` and `train_fraction` describe a split."""
-    check_choice("split", method, SPLIT_METHODS)
+    check_choice("split", method, FLAT_SPLIT_METHODS)
     if not 0.0 < train_fraction < 1.0:
         raise ConfigError(f"train fraction must be in (0, 1), got {train_fraction}")
 

@@ -37,12 +37,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from components.movielens import files, reader
-from components.movielens.reader import DataError, MovieLensData, Ratings
 from core.errors import ConfigError, check_choice
+from movielens import files, reader
+from movielens.reader import DataError, MovieLensData, Ratings
 
-SPAN_SPLIT = "span"  # the split method of a span layout (the others: reader.SPLIT_METHODS)
-SPLIT_METHODS = reader.SPLIT_METHODS + (SPAN_SPLIT,)
+SPAN_SPLIT = "span"  # the split method of a span layout (a flat dataset's: reader.FLAT_SPLIT_METHODS)
+SPLIT_METHODS = reader.FLAT_SPLIT_METHODS + (SPAN_SPLIT,)  # every split method, the one list
 # Where a span run's training window comes from (components.example_gen,
 # PipelineConfig.span_window): resolved from ML Metadata, or built by ExampleGen.
 WINDOW_BY_RESOLVER, WINDOW_IN_EXAMPLE_GEN = "resolver", "example_gen"

@@ -15,7 +15,7 @@ import os
 import urllib.request
 from typing import Dict, Optional
 
-from components.movielens.reader import DataError
+from movielens.reader import DataError
 
 DEFAULT_BASE_URL = "https://files.grouplens.org/datasets/movielens"
 DEFAULT_DATASET = "ml-100k"

@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 from tfx_bsl.coders import example_coder
 
-from components.movielens import history as ml_history
-from components.movielens.reader import Movie, MovieLensData, User
+from movielens import history as ml_history
+from movielens.reader import Movie, MovieLensData, User
 from transform.features import MAX_RATED_BEFORE
 
 _ENCODER = example_coder.RecordBatchToExamplesEncoder()

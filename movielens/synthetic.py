@@ -38,7 +38,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from components.movielens.reader import GENRES
+from movielens.reader import GENRES
 
 _WORDS = (
     "red night love war star lost city dark blue king dead man woman house story "
