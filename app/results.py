@@ -19,6 +19,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import artifact_utils, standard_artifacts
 
+from baselines.algorithms import accuracies_only
 from components import baselines
 from components.evaluator import CONFIDENCE_PROPERTY, FLOOR_BASELINE_PROPERTY, VALUE_FLOOR_PROPERTY
 from core import comparison
@@ -240,7 +241,7 @@ def data_result(config: PipelineConfig) -> Dict:
         "quarantined_rows": _custom(ratings, "num_quarantined_rows"),
     }
     scored = baselines.read(latest_outputs(config, "Baselines")["baselines"][0].uri)
-    return {"summary": summary, "baselines": baselines.accuracies_only(scored), "baseline_notes": scored.get("notes", {})}
+    return {"summary": summary, "baselines": accuracies_only(scored), "baseline_notes": scored.get("notes", {})}
 
 
 def user_history(config: PipelineConfig, user_id: str, before: int) -> List[tuple]:

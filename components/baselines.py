@@ -8,22 +8,12 @@ Evaluator scores the models on, with the model's rule for movies the user
 already rated (`exclude_history`: the example's history and rated_before are
 never recommended, as in serving).
 
-Each baseline scores the whole catalog for an eval rating; top-k accuracy is
-the share of eval ratings whose movie ranks in the top k. Ranks use a strict
-order (score, then train popularity, then movie id), so ties never count as
-hits.
-
-  popularity         train rating counts, the same list for everyone
-  recent_popularity  counts over the last RECENT_DAYS days of train
-  item_knn           sum over the rating's history of the cosine similarity
-                     of item co-occurrence vectors (train users)
-  ease               EASE (Steck 2019): B = I - P / diag(P), P = (X'X + lambda I)^-1
-                     over the binary train user-item matrix X; score = sum of
-                     the history's rows of B. Skipped above EASE_MAX_ITEMS movies.
-
-item_knn and ease read the same history as the model (the example's `history`:
-the user's most recent movies rated strictly before the rating). The output
-artifact holds `baselines.json`: {name: {k: accuracy}} plus "notes".
+The algorithms are plain functions in `baselines.algorithms` (popularity,
+recent popularity, item-kNN, EASE); this module is the component: its spec,
+and an executor that reads the examples into `algorithms.Split`s, calls
+`algorithms.compute` and writes the output artifact: `baselines.json`
+({name: {k: accuracy}} plus "notes") and each eval rating's top-GATE_K hits
+(trainer.tfma_metric.write_per_rating_hits).
 """
 
 from __future__ import annotations
@@ -33,14 +23,14 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
-from scipy import sparse
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from baselines.algorithms import Ragged, Split, compute
 from trainer import tfma_metric
-from trainer.config import GATE_K, TOP_KS, metrics_by_k
+from trainer.config import GATE_K, metrics_by_k
 from transform import features as F
 
 EXAMPLES_KEY = "examples"
@@ -50,197 +40,6 @@ CATALOG_KEY = "catalog"
 BASELINES_KEY = "baselines"
 EXCLUDE_HISTORY_KEY = "exclude_history"
 BASELINES_FILE = "baselines.json"
-RECENT_DAYS = 30
-# EASE's L2 weight. Of 50, 200 and 500 on ml-100k's temporal split, 500 was
-# strongest (0.52 / 0.58 / 0.60 top-100, full history excluded): the largest
-# makes the gate's floor the hardest to beat, so it is the one kept.
-EASE_LAMBDA = 500.0
-EASE_MAX_ITEMS = 20_000  # X'X inverse: 20k^2 floats, ~1 min on 2 cores
-_BATCH = 2048
-
-
-# ---------------------------------------------------------------------------
-# The baselines, as plain functions of integer item indices.
-
-
-class Ragged:
-    """Rows of item indices, flat: row i is values[offsets[i]:offsets[i + 1]] (values int32, offsets int64).
-    Iterates and indexes like the list of its rows; slices are Ragged views."""
-
-    def __init__(self, values: np.ndarray, offsets: np.ndarray):
-        self.values, self.offsets = values, offsets
-
-    @classmethod
-    def of(cls, rows) -> "Ragged":
-        """`rows` itself if Ragged, else a Ragged of a sequence of index arrays."""
-        if isinstance(rows, Ragged):
-            return rows
-        lengths = np.fromiter((len(row) for row in rows), np.int64, len(rows))
-        values = np.concatenate([np.asarray(row) for row in rows]) if len(rows) else np.zeros(0)
-        return cls(values.astype(np.int32), np.concatenate([[0], np.cumsum(lengths)]))
-
-    @classmethod
-    def concat(cls, parts: Sequence["Ragged"]) -> "Ragged":
-        lengths = np.concatenate([np.diff(part.offsets) for part in parts] or [np.zeros(0, np.int64)])
-        return cls(np.concatenate([part.flat() for part in parts] or [np.zeros(0, np.int32)]),
-                   np.concatenate([[0], np.cumsum(lengths)]))
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, key):
-        if isinstance(key, slice):
-            start, stop, step = key.indices(len(self))
-            assert step == 1, step
-            return Ragged(self.values, self.offsets[start:stop + 1] if stop > start else self.offsets[start:start + 1])
-        return self.values[self.offsets[key]:self.offsets[key + 1]]
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    def row_ids(self) -> np.ndarray:
-        """Each value's row (0-based within this view)."""
-        return np.repeat(np.arange(len(self)), np.diff(self.offsets))
-
-    def flat(self) -> np.ndarray:
-        return self.values[self.offsets[0]:self.offsets[-1]]
-
-
-class Split:
-    """Ratings as item indices into the catalog: users [n], items [n], timestamps [n], histories (per rating, an
-    array of item indices; a list of arrays or a Ragged: what kNN and EASE score from), rated (what is never
-    recommended: per rating, item indices; a list of arrays, a Ragged, or a tuple of Raggeds whose rows' union
-    is excluded; default: the histories)."""
-
-    def __init__(self, users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, histories,
-                 rated=None):
-        self.users, self.items, self.timestamps = users, items, timestamps
-        self.histories = Ragged.of(histories)
-        rated = self.histories if rated is None else rated
-        self.rated = tuple(rated) if isinstance(rated, tuple) else (Ragged.of(rated),)
-
-
-def _positions(tiebreak: np.ndarray) -> np.ndarray:
-    """Each item's place in the strict order of equal scores: larger `tiebreak` first, then the smaller index."""
-    order = np.lexsort((np.arange(len(tiebreak)), -tiebreak))
-    position = np.empty(len(tiebreak), np.int32)
-    position[order] = np.arange(len(tiebreak))
-    return position
-
-
-def top_k_hits(scores: np.ndarray, targets: np.ndarray, excluded: Sequence[Ragged], position: np.ndarray,
-               ks: Sequence[int]) -> np.ndarray:
-    """Hits [len(ks), rows] of a batch: fewer than k non-excluded items ahead of the target.
-
-    scores: float [rows, items]; targets: int [rows]; excluded: Raggeds of `rows` rows each, item indices
-    that may not be recommended (the union of their rows); position: int [items], `_positions(tiebreak)`:
-    the order of equal scores (tiebreak larger first, then the smaller index).
-    """
-    rows = np.arange(len(targets))
-    target_score = scores[rows, targets][:, None]
-    ahead = scores > target_score
-    tie = scores == target_score
-    tie &= position[None, :] < position[targets][:, None]
-    ahead |= tie
-    for part in excluded:
-        if part.offsets[-1] > part.offsets[0]:
-            ahead[part.row_ids(), part.flat()] = False
-    rank = np.count_nonzero(ahead, axis=1)
-    return np.stack([rank < k for k in ks])
-
-
-def _scored(score_fn, evaluation: Split, tiebreak: np.ndarray, exclude: bool, ks: Sequence[int],
-                per_rating: Optional[Dict[int, np.ndarray]] = None) -> Dict[int, float]:
-    """{k: top-k accuracy}; with `per_rating`, it also gets {k: each eval rating's hit, bool [ratings]}."""
-    hits = []
-    position = _positions(tiebreak)
-    for start in range(0, len(evaluation.items), _BATCH):
-        stop = min(start + _BATCH, len(evaluation.items))
-        scores = score_fn(evaluation.histories[start:stop])
-        excluded = [part[start:stop] for part in evaluation.rated] if exclude else []
-        hits.append(top_k_hits(scores, evaluation.items[start:stop], excluded, position, ks))
-    hits = np.concatenate(hits, axis=1)
-    if per_rating is not None:
-        per_rating.update({int(k): hits[i] for i, k in enumerate(ks)})
-    return {int(k): float(hits[i].mean()) for i, k in enumerate(ks)}
-
-
-def _counts(items: np.ndarray, num_items: int) -> np.ndarray:
-    return np.bincount(items, minlength=num_items).astype(np.float64)
-
-
-def _user_item(train: Split, num_items: int) -> np.ndarray:
-    """Binary train user-item matrix, float32 [users, items]."""
-    _, users = np.unique(train.users, return_inverse=True)
-    x = np.zeros((users.max() + 1, num_items), np.float32)
-    x[users, train.items] = 1.0
-    return x
-
-
-def _history_sum(matrix: np.ndarray):
-    """score_fn: for each history (a Ragged), the sum of `matrix`'s rows of its items.
-
-    A sparse 0/1 [histories, items] product: scipy adds each history's rows in their order, as
-    matrix[items].sum(axis=0) did in a per-history loop (the same float32 sums, bit for bit), ~2x faster.
-    """
-    def score(histories: Ragged):
-        offsets = histories.offsets - histories.offsets[0]
-        indicator = sparse.csr_matrix((np.ones(offsets[-1], matrix.dtype), histories.flat(), offsets),
-                                      shape=(len(histories), matrix.shape[0]))
-        return np.asarray(indicator @ matrix, dtype=np.float32)
-    return score
-
-
-def compute(train: Split, evaluation: Split, num_items: int, exclude_history: bool,
-            ks: Sequence[int] = TOP_KS, per_rating: Optional[Dict[str, Dict[int, np.ndarray]]] = None
-            ) -> Dict[str, Dict]:
-    """Every baseline's top-k accuracies: {name: {k: accuracy}}, and "notes" on skipped ones. With `per_rating`,
-    it also gets {name: {k: each eval rating's hit}} (the Evaluator's paired comparison with the floor)."""
-    popularity = _counts(train.items, num_items)
-    tiebreak = popularity
-    constant = lambda vector: (lambda histories: np.broadcast_to(vector, (len(histories), num_items)))  # noqa: E731
-    out: Dict[str, Dict] = {}
-    notes: Dict[str, str] = {}
-
-    def _accuracies(score_fn, name):
-        hits = per_rating.setdefault(name, {}) if per_rating is not None else None
-        return _scored(score_fn, evaluation, tiebreak, exclude_history, ks, hits)
-
-    out["popularity"] = _accuracies(constant(popularity), "popularity")
-    recent = train.timestamps >= train.timestamps.max() - RECENT_DAYS * 86400
-    out["recent_popularity"] = _accuracies(constant(_counts(train.items[recent], num_items)), "recent_popularity")
-    x = _user_item(train, num_items)
-    gram = x.T @ x  # co-occurrence, float32 [items, items]
-    norms = np.sqrt(np.diag(gram))
-    cosine = gram / np.maximum(norms[:, None] * norms[None, :], 1e-12)
-    np.fill_diagonal(cosine, 0.0)
-    out["item_knn"] = _accuracies(_history_sum(cosine), "item_knn")
-    if num_items <= EASE_MAX_ITEMS:
-        p = np.linalg.inv(gram.astype(np.float64) + EASE_LAMBDA * np.eye(num_items))
-        b = (-p / np.diag(p)[None, :]).astype(np.float32)
-        np.fill_diagonal(b, 0.0)
-        out["ease"] = _accuracies(_history_sum(b), "ease")
-    else:
-        notes["ease"] = f"skipped: {num_items} movies > {EASE_MAX_ITEMS} (its item-item inverse would not fit the time)"
-    if notes:
-        out["notes"] = notes
-    return out
-
-
-def accuracies_only(baselines: Mapping[str, Mapping]) -> Dict[str, Dict[int, float]]:
-    """The {name: {k: accuracy}} part of `compute`'s result (without "notes")."""
-    return {name: dict(values) for name, values in baselines.items() if name != "notes"}
-
-
-def best_at(baselines: Mapping[str, Mapping[int, float]], k: int) -> float:
-    """The best baseline's top-k accuracy (the Evaluator's default value floor)."""
-    return accuracies_only(baselines)[best_name_at(baselines, k)][k]
-
-
-def best_name_at(baselines: Mapping[str, Mapping[int, float]], k: int) -> str:
-    """The best baseline at top-k (the first listed of equals): the Evaluator's floor baseline."""
-    scored = accuracies_only(baselines)
-    return max(scored, key=lambda name: scored[name][k])
 
 
 # ---------------------------------------------------------------------------
@@ -306,7 +105,7 @@ def _read_split(examples: Sequence[types.Artifact], split: str, index: Mapping[b
         items.append(movies)
         timestamps.append(parsed[F.TIMESTAMP].numpy())
         if histories:
-            # What is never recommended: the union of the two lists (top_k_hits excludes both).
+            # What is never recommended: the union of the two lists (algorithms.top_k_hits excludes both).
             history.append(_ragged(parsed[F.HISTORY], table))
             rated_before.append(_ragged(parsed[F.RATED_BEFORE], table))
     if not histories:

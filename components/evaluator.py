@@ -31,6 +31,7 @@ from tfx.types import artifact_utils, channel, standard_artifacts, standard_comp
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils, proto_utils
 
+from baselines.algorithms import best_at, best_name_at
 from components import baselines as baselines_component
 from components import evaluator_extractors
 from trainer import tfma_metric
@@ -93,9 +94,9 @@ class Executor(evaluator_executor.Executor):
         proto_utils.json_to_proto(exec_properties[standard_component_specs.EVAL_CONFIG_KEY], eval_config)
         baselines_uri = artifact_utils.get_single_uri(input_dict[baselines_component.BASELINES_KEY])
         scored = baselines_component.read(baselines_uri)
-        floor_baseline = baselines_component.best_name_at(scored, GATE_K)
+        floor_baseline = best_name_at(scored, GATE_K)
         if exec_properties.get(FLOOR_FROM_BASELINES_KEY):
-            floor = raise_value_floor(eval_config, baselines_component.best_at(scored, GATE_K))
+            floor = raise_value_floor(eval_config, best_at(scored, GATE_K))
         else:
             floor = raise_value_floor(eval_config, 0.0)
         confidence = set_comparisons(

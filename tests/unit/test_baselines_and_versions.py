@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from components import atomic_pusher, baselines
+from baselines import algorithms as baselines
+from components import atomic_pusher
 from trainer.config import TOP_KS
 
 

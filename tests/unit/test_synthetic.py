@@ -10,7 +10,7 @@ generator's data the order says nothing: both predict alike.
 import numpy as np
 import pytest
 
-from components import baselines
+from baselines import algorithms as baselines
 from movielens import history, reader, synthetic
 
 START, DAYS = 880_000_000, 300
