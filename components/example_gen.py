@@ -31,6 +31,7 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format, struct_pb2
+from ml_metadata.proto import metadata_store_pb2
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen import write_split
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -79,6 +80,20 @@ def read_settings(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     for name in ("seed", "max_bad_rows", "max_history", "window_spans"):  # Struct numbers are doubles
         out[name] = int(out[name])
     return out
+
+
+def settings_of(example_gen: "MovieLensExampleGen") -> Dict[str, Any]:
+    """The settings (read_settings) a MovieLensExampleGen's executor will run with."""
+    return read_settings(example_gen.exec_properties)
+
+
+def recorded_settings(execution: metadata_store_pb2.Execution) -> Optional[Dict[str, Any]]:
+    """The settings (read_settings) an ExampleGen execution ran with, as ML Metadata recorded them
+    (its exec property custom_config); None when it has none."""
+    stored = execution.custom_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    if stored is None:
+        return None
+    return read_settings({standard_component_specs.CUSTOM_CONFIG_KEY: stored.string_value})
 
 
 def input_location(data_path: str, split_method: str = "random") -> Tuple[str, str]:

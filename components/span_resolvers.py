@@ -13,6 +13,11 @@ The run for span N ingests only span N (components.example_gen). It finds
   previous one are not analysed again. Every run of a span gets the same cache
   (a rerun after a kill is then served from TFX's cache).
 
+Before the run, the spans of its window that no run ingested yet, or that were
+ingested with other ExampleGen settings, are ingested first, each by its own
+run (pipeline.local_runner): `spans_needing_ingestion` plans which, by the same
+rule as the resolvers (the latest ingestion of a span counts: `latest_per_span`).
+
 Why not TFX's newer resolver functions (canned_resolver_functions.static_range)
 or the artifacts' `span` property: in TFX 1.16 ExampleGen's driver records the
 span only as the custom property "span" (what SpanRangeStrategy reads); the
@@ -36,6 +41,9 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx import v1 as tfx
 from tfx.dsl.input_resolution.strategies.span_range_strategy import SpanRangeStrategy
+from tfx.types import standard_artifacts
+
+from components import example_gen
 
 EXAMPLES_KEY = "examples"
 STATISTICS_KEY = "statistics"
@@ -175,3 +183,52 @@ def latest_analyzer_cache(transform_id: str, span: int) -> tfx.dsl.Resolver:
         analyzer_cache=tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache,
                                        producer_component_id=transform_id, output_key="updated_analyzer_cache"),
     ).with_id("AnalyzerCacheResolver")
+
+
+# ---------------------------------------------------------------------------
+# Before the run: the spans of the window to ingest first.
+
+
+def _live_artifacts(store, context_name: str, type_name: str) -> List[metadata_store_pb2.Artifact]:
+    """The live artifacts of type `type_name` in a node's context."""
+    context = store.get_context_by_type_and_name("node", context_name)
+    artifact_types = [t for t in store.get_artifact_types() if t.name == type_name]
+    if context is None or not artifact_types:
+        return []
+    return [a for a in store.get_artifacts_by_context(context.id)
+            if a.type_id == artifact_types[0].id and a.state == metadata_store_pb2.Artifact.LIVE]
+
+
+def spans_needing_ingestion(store, pipeline_name: str, ratings_gen: example_gen.MovieLensExampleGen,
+                            statistics_gen, first: int, last: int) -> List[int]:
+    """The spans of first..last that a local span run (span_window "resolver") must ingest before it runs.
+
+    ratings_gen, statistics_gen: the ingestion's components, as this run would build them. A span needs
+    ingesting when no run of `ratings_gen` wrote its examples, or the latest run that did (the ingestion
+    the window's resolver takes: latest_per_span) read it with other settings than `ratings_gen`'s
+    (history length, bad-row budget, ...): the window must hold what this run would write. The last
+    span also needs its statistics (the drift check's baseline).
+    """
+    examples = latest_per_span(
+        _live_artifacts(store, f"{pipeline_name}.{ratings_gen.id}", standard_artifacts.Examples.TYPE_NAME), span_of)
+    found = _live_artifacts(store, f"{pipeline_name}.{statistics_gen.id}",
+                            standard_artifacts.ExampleStatistics.TYPE_NAME)
+    statistics_span = statistics_spans(store, [a.id for a in found])
+    statistics = latest_per_span(found, lambda a: statistics_span.get(a.id))
+    wanted = example_gen.settings_of(ratings_gen)
+    needed = []
+    for span in range(first, last + 1):
+        artifact = examples.get(span)
+        stale = artifact is None or _producer_settings(store, artifact.id) != wanted
+        if stale or (span == last and span not in statistics):
+            needed.append(span)
+    return needed
+
+
+def _producer_settings(store, artifact_id: int) -> Optional[Dict]:
+    """The ExampleGen settings (example_gen.recorded_settings) of the execution that wrote an artifact."""
+    events = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type == metadata_store_pb2.Event.OUTPUT]
+    if not events:
+        return None
+    [execution] = store.get_executions_by_id([events[0].execution_id])
+    return example_gen.recorded_settings(execution)

@@ -24,10 +24,8 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 from tfx.orchestration.portable import launcher
-from tfx.types import standard_artifacts
 
-from components.example_gen import read_settings
-from components.span_resolvers import latest_per_span, span_of, statistics_spans
+from components.span_resolvers import spans_needing_ingestion
 from core.errors import UserError
 from movielens import files, spans
 from pipeline.config import PipelineConfig
@@ -183,52 +181,15 @@ def _reporting_launches(progress: Progress, timings: List[Dict]) -> Iterator[Non
         launcher.Launcher.launch = original
 
 
-def _live_artifacts(store, context_name: str, type_name: str) -> List[metadata_store_pb2.Artifact]:
-    """The live artifacts of type `type_name` in a node's context."""
-    context = store.get_context_by_type_and_name("node", context_name)
-    types = [t for t in store.get_artifact_types() if t.name == type_name]
-    if context is None or not types:
-        return []
-    return [a for a in store.get_artifacts_by_context(context.id)
-            if a.type_id == types[0].id and a.state == metadata_store_pb2.Artifact.LIVE]
-
-
 def spans_to_ingest(config: PipelineConfig, first: int, last: int) -> List[int]:
-    """The spans of first..last that a local span run (span_window "resolver") must ingest before it runs.
-
-    A span needs ingesting when no run wrote its examples, or the latest run that did (the ingestion the
-    window's resolver takes: span_resolvers.latest_per_span) read it with other ExampleGen settings
-    (history length, bad-row budget, ...): the window must hold what this config would write. The last
-    span also needs its statistics (the drift check's baseline).
-    """
+    """The spans of first..last that a local span run (span_window "resolver") must ingest before it runs
+    (span_resolvers.spans_needing_ingestion, for this config's ML Metadata and ingestion components):
+    every span when ML Metadata does not exist yet."""
     if config.metadata_mysql is None and not os.path.exists(config.metadata_path):
         return list(range(first, last + 1))
     store = mlmd.MetadataStore(config.metadata_connection_config())
-    examples = latest_per_span(
-        _live_artifacts(store, f"{config.pipeline_name}.RatingsExampleGen", standard_artifacts.Examples.TYPE_NAME),
-        span_of)
-    found = _live_artifacts(store, f"{config.pipeline_name}.StatisticsGen", standard_artifacts.ExampleStatistics.TYPE_NAME)
-    statistics_span = statistics_spans(store, [a.id for a in found])
-    statistics = latest_per_span(found, lambda a: statistics_span.get(a.id))
-    [ratings_gen] = [c for c in create_components(config, ingest_only=True) if c.id == "RatingsExampleGen"]
-    wanted = read_settings(ratings_gen.exec_properties)
-    needed = []
-    for span in range(first, last + 1):
-        artifact = examples.get(span)
-        stale = artifact is None or _producer_settings(store, artifact.id) != wanted
-        if stale or (span == last and span not in statistics):
-            needed.append(span)
-    return needed
-
-
-def _producer_settings(store, artifact_id: int) -> Optional[Dict]:
-    """The ExampleGen settings (read_settings) of the execution that wrote an artifact."""
-    events = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type == metadata_store_pb2.Event.OUTPUT]
-    if not events:
-        return None
-    [execution] = store.get_executions_by_id([events[0].execution_id])
-    stored = execution.custom_properties.get("custom_config")
-    return read_settings({"custom_config": stored.string_value}) if stored is not None else None
+    ratings_gen, statistics_gen = create_components(config, ingest_only=True)
+    return spans_needing_ingestion(store, config.pipeline_name, ratings_gen, statistics_gen, first, last)
 
 
 # The custom property an execution marked FAILED by `fail_abandoned_executions` gets: why.
