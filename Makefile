@@ -40,9 +40,8 @@ run: $(STAMP)
 # The whole suite: the fast unit layer (tests/unit, under a minute) first, then
 # the rest on two worker processes (pytest-xdist; --dist loadfile keeps each
 # test module on one worker, so its module-scoped pipeline runs are shared).
-# Serial, the suite took 25 min 42 s, with two workers 19 min 20 s (one after
-# the other, both while another benchmark ran; alone, two workers: 13 min 50 s):
-# its Beam stages are mostly one core, so two modules at once fill both.
+# Its Beam stages are mostly one core, so two modules at once fill both
+# (timings: docs/testing.md).
 test: $(STAMP)
 	$(PY) -m pytest tests/unit
 	$(PY) -m pytest -n 2 --dist loadfile tests --ignore=tests/unit

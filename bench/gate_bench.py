@@ -19,7 +19,7 @@ calendar features, hour and weekday, which the planted context needs): prints
 the timestamp model's comparison with the baseline model and whether it was
 blessed. With context it should be blessed with an interval clear of zero;
 without, it must not be. (Measured: it is not blessed with context either; see
-the README.)
+docs/evaluation.md.)
 
 cost: core.comparison's bootstrap on per-rating hits of the size of a 1M-rating
 run's eval split (its users: synthetic.at_scale's N/160), timed.

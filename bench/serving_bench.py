@@ -9,7 +9,7 @@ one query (p50, p99) and the throughput at 256 queries per call; with --model
 (a pushed SavedModel version directory) it also times that model's
 serving_default signature end to end (Transform layer, query tower, top-100).
 An approximate index (ScaNN) pays only where the exact search misses the
-latency budget; see README, Performance.
+latency budget; see docs/performance.md.
 """
 
 import core  # noqa: F401  (first: Keras 2 before TensorFlow loads)

@@ -42,7 +42,7 @@ METHOD = (f"paired percentile bootstrap over users, {BOOTSTRAP_DRAWS} draws, see
           "widened in quadrature by the training noise")
 DEFAULT_CONFIDENCE = 0.95
 # The gate's default training noise (PipelineConfig.training_noise): measured by A/A runs of the default
-# config (README, Evaluation and the deployment gate).
+# config (docs/evaluation.md).
 DEFAULT_TRAINING_NOISE = 0.0035
 # Draws are made this many at a time: [chunk, users] user indices in memory.
 _CHUNK = 250

@@ -197,7 +197,7 @@ class PipelineConfig:
     span_window: str = spans.WINDOW_BY_RESOLVER
     # Drift: DistributionValidator compares span N with span N - 1: the
     # Jensen-Shannon divergence of each feature named here, beyond its
-    # threshold, is a finding (see README "Drift" for how they were set).
+    # threshold, is a finding (docs/continuous-training.md: how they were set).
     # stop_on_drift fails the run before Transform on a finding; otherwise
     # findings are reported (timeline) and the run goes on.
     drift_thresholds: Tuple[Tuple[str, float], ...] = (("movie_id", 0.25), ("user_rating", 0.05))
@@ -216,12 +216,12 @@ class PipelineConfig:
     confidence: float = comparison.DEFAULT_CONFIDENCE
     # The standard deviation of the top-GATE_K difference between two trainings
     # of one config with different seeds (core.comparison): every interval is
-    # widened by it. Measured by A/A runs (bench/gate_bench.py aa, README).
+    # widened by it. Measured by A/A runs (bench/gate_bench.py aa, docs/evaluation.md).
     training_noise: float = comparison.DEFAULT_TRAINING_NOISE
     # Beam: the in-process FnApiRunner (what DirectRunner picks for batch
     # pipelines, named so that Beam does not first try to fetch Prism).
     # Without a dependency flag, each TFX Beam executor copies the TFX install
-    # and builds an sdist of it for remote workers (about 2 s per component,
+    # and builds an sdist of it for remote workers (seconds per component,
     # and a temp directory left behind); in-process workers already have it,
     # and the local runner ignores the image it names.
     # beam_workers > 1 runs that many worker processes (multi_processing mode).

@@ -131,11 +131,10 @@ def release_memory() -> None:
 
     In a compiled spec every component is its own container; here they share
     one process, and without this the peak grew from component to component
-    (1M synthetic ratings: 3.0 GB after StatisticsGen, 5.8 GB after the first
-    Evaluator, 8.8 GB by the second Trainer; 5.1 GB with this). Keras models are reference
+    (docs/performance.md: 8.8 GB at 1M ratings, 5.1 GB with this). Keras models are reference
     cycles (collected only by a full collection), and glibc keeps freed heap
     pages unless asked (malloc_trim). What was alive before the first run
-    (the imported modules: about 1M objects, a 0.45 s full collection) is
+    (the imported modules, a costly full collection) is
     frozen out of the collector's reach once, before the first component
     (freeze_imports): what is left to collect is what the components made.
     """

@@ -6,8 +6,8 @@
 
 The planted-context check (the timestamp variant blessed on data whose taste
 depends on the time of day, not blessed without) is not here: the calendar
-variant does not learn the planted effect (README, Evaluation and the
-deployment gate; bench/gate_bench.py planted measures it).
+variant does not learn the planted effect (docs/evaluation.md; bench/gate_bench.py
+planted measures it).
 """
 
 import json

@@ -81,8 +81,8 @@ class ModelConfig:
     attention_heads: int = 2
     # Dropout on the history's movies while training: each history movie's
     # embedding is dropped whole (noise shape [batch, N, 1]), not coordinate by
-    # coordinate: 1/64 of the random numbers, which were a step's largest op
-    # (7.9 of 42 ms); validation top-100 the same (README, Performance).
+    # coordinate: 1/64 of the random numbers, which were a step's largest op;
+    # validation top-100 the same (docs/performance.md).
     history_dropout: float = 0.0
     # L2-normalise both towers' outputs (cosine scores; with temperature).
     normalize: bool = False
@@ -102,9 +102,7 @@ class ModelConfig:
     warm_start: bool = False
     # Epochs of a warm-started run (None: `epochs`); a run with no usable base
     # model (the first, or a base without the warm-start sidecar) trains `epochs`.
-    # Measured on ml-100k (README, Warm start): warm from a model 10% of the
-    # ratings behind, 3 epochs reached the default config's 8 cold epochs in
-    # each of 3 seeds (1 epoch: within 0.0023 top-100).
+    # How many a warm model needs: docs/model.md (Warm start).
     warm_start_epochs: Optional[int] = None
 
     def continuous(self) -> "ModelConfig":
@@ -176,7 +174,7 @@ NAMED_CONFIGS: Dict[str, ModelConfig] = {
     # 0.3), L2-normalised towers, logQ-corrected in-batch softmax at
     # temperature 0.2, Adam 2e-3, batch 1024; movies already in the history
     # are never recommended. The timestamp variant adds each history movie's
-    # age (hour and weekday measured worse on the future: see README).
+    # age (hour and weekday measured worse on the future: see docs/model.md).
     "default": ModelConfig(
         time_of_day=True,
         epochs=8,

@@ -22,7 +22,7 @@ class TransformConfig:
     # The tutorial towers' features: user and title vocabularies, title tokens,
     # timestamp bucket and z-score. The history-aware towers read none of them
     # (only the movie vocabulary and the time features); without them Transform
-    # analyses half as much (ml-100k: 22 s -> 10 s). The pipeline sets it from
+    # analyses half as much (docs/performance.md). The pipeline sets it from
     # the model config it is built with (PipelineConfig.transform_config); a
     # compiled spec whose runtime model_config turned a history model into the
     # tutorial's would need compiling again (the Trainer says so).
