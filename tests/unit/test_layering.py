@@ -7,6 +7,7 @@ import sys
 def test_trainer_transform_and_the_tfma_metric_load_without_pipeline_or_app():
     code = (
         "import sys, trainer.task, trainer.tfma_metric, transform.preprocessing\n"
+        "import trainer.families.tutorial, trainer.families.history\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('pipeline', 'app', 'components'))\n"
         "print(loaded)\n"
     )
