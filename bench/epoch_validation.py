@@ -15,9 +15,9 @@ examples are (history and rated_before from every earlier rating), and
 Transform's vocabularies and frequencies see only the carved train.
 
 Then, for each variant (baseline, timestamp) and model seed, it trains with
-the Trainer's own functions (trainer.task: the same model, input pipeline and
-seeded shuffle) one epoch at a time and measures top-k on the validation
-split after each epoch with the Trainer's metric (exclusion included). Training
+the Trainer's own functions (trainer.task and trainer.data: the same model, input
+pipeline and seeded shuffle) one epoch at a time and measures top-k on the validation
+split after each epoch with the Trainer's metric (trainer.metrics, exclusion included). Training
 `e` epochs of a longer run gives the same model as a run of `e` epochs (no
 schedule depends on the epoch count), so one run measures every epoch count.
 
@@ -106,12 +106,12 @@ def prepare(data: str, config_name: str, split: str, validation_fraction: float,
 
 
 def curve(paths: dict, config, epochs: int, per_rating: dict = None) -> list:
-    """Validation top-k after each of `epochs` epochs, with trainer.task's functions: [{k: accuracy}]. With
+    """Validation top-k after each of `epochs` epochs, with the Trainer's functions: [{k: accuracy}]. With
     `per_rating`, it gets the last epoch's hit of each validation rating at GATE_K ("hits") and its user."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from trainer import task
+    from trainer import data, families, metrics, task
     from trainer.config import TOP_KS
     from transform import features as F
 
@@ -119,20 +119,20 @@ def curve(paths: dict, config, epochs: int, per_rating: dict = None) -> list:
     tf_transform_output = tft.TFTransformOutput(paths["transform"])
     layer = tf_transform_output.transform_features_layer()
     model = task.build_model(tf_transform_output, config)
-    train = task.shuffled_batches(task.transformed_ratings(paths["train"], layer), config.batch_size, config.seed)
-    raw_validation = task.raw_ratings(paths["validation"])
-    validation = task.metric_batches(raw_validation, layer)
-    catalog = task.read_catalog(paths["catalog"])
-    names = [F.MOVIE_TITLE] + ([F.MOVIE_ID] if config.history_length else [])
+    train = data.shuffled_batches(data.transformed_ratings(paths["train"], layer), config.batch_size, config.seed)
+    raw_validation = data.raw_ratings(paths["validation"])
+    validation = data.metric_batches(raw_validation, layer)
+    catalog = data.read_catalog(paths["catalog"])
+    names = families.get(config.family).CANDIDATE_FEATURES
     exclusions = catalog[F.MOVIE_ID] if config.exclude_history else None
     out = []
     for epoch in range(epochs):
         model.fit(train, epochs=epoch + 1, initial_epoch=epoch, verbose=0)
         if per_rating is not None and epoch + 1 < epochs:
             continue  # only the last epoch is measured
-        candidates = task.catalog_embeddings(model, layer, {name: catalog[name] for name in names})
+        candidates = metrics.catalog_embeddings(model, layer, {name: catalog[name] for name in names})
         hits = {} if per_rating is not None else None
-        out.append(task.factorized_top_k(model, candidates, validation, TOP_KS, exclusions, hits))
+        out.append(metrics.factorized_top_k(model, candidates, validation, TOP_KS, exclusions, hits))
     if per_rating is not None:
         per_rating["hits"] = hits[GATE_K].astype(int).tolist()
         per_rating["users"] = [u.decode() for u in raw_validation[F.USER_ID].numpy().tolist()]

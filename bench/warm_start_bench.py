@@ -73,7 +73,7 @@ def per_epoch(config, paths, base_model, epochs: int):
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from trainer import task
+    from trainer import data, metrics, task
     from trainer.config import TOP_KS
     from transform import features as F
 
@@ -82,16 +82,16 @@ def per_epoch(config, paths, base_model, epochs: int):
     tft_output = tft.TFTransformOutput(paths["transform"])
     layer = tft_output.transform_features_layer()
     model = task.build_model(tft_output, model_config)
-    train = task.rating_batches(paths["train"], layer, model_config.batch_size, shuffle_seed=model_config.seed)
-    catalog = task.read_catalog(paths["catalog"])
-    eval_batches = task.rating_batches(paths["eval"], layer, 4096)
+    train = data.rating_batches(paths["train"], layer, model_config.batch_size, shuffle_seed=model_config.seed)
+    catalog = data.read_catalog(paths["catalog"])
+    eval_batches = data.rating_batches(paths["eval"], layer, 4096)
 
     measuring = []  # seconds spent measuring, left out of the training time
 
     def top_k():
         started = time.time()
-        candidates = task.catalog_embeddings(model, layer, catalog)
-        result = task.factorized_top_k(model, candidates, eval_batches, TOP_KS, catalog[F.MOVIE_ID])
+        candidates = metrics.catalog_embeddings(model, layer, catalog)
+        result = metrics.factorized_top_k(model, candidates, eval_batches, TOP_KS, catalog[F.MOVIE_ID])
         measuring.append(time.time() - started)
         return result
 

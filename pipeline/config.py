@@ -18,6 +18,7 @@ from typing import Dict, Optional, Tuple
 from core import comparison
 from core.errors import ConfigError, check_choice
 from movielens import files, spans
+from trainer import families
 from trainer.config import NAMED_CONFIGS, VARIANTS, ModelConfig  # noqa: F401  (VARIANTS: the job's models)
 from transform.config import TransformConfig
 
@@ -300,9 +301,10 @@ class PipelineConfig:
 
     @property
     def transform_config(self) -> TransformConfig:
-        """Transform's config as the pipeline runs it: the tutorial towers' features only for a model
-        without history (TransformConfig.tutorial_features)."""
-        return self.transform.replace(tutorial_features=self.model.history_length == 0)
+        """Transform's config as the pipeline runs it: the tutorial towers' features only for a model family
+        that reads them (TransformConfig.tutorial_features; the family's TUTORIAL_FEATURES). Loads the
+        family's module, and so TensorFlow."""
+        return self.transform.replace(tutorial_features=families.get(self.model.family).TUTORIAL_FEATURES)
 
     def trainer_custom_config(self) -> Dict:
         """The Trainer's custom_config: the model config plus cloud training keys."""

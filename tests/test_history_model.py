@@ -10,6 +10,8 @@ from helpers import tft_analyze
 from movielens import history, reader
 from trainer import export, task
 from trainer.config import NAMED_CONFIGS, TOP_KS
+from trainer.data import RAW_MOVIE_ID
+from trainer.metrics import catalog_embeddings, factorized_top_k
 from transform import features as F
 
 RAW_SPEC = F.raw_rating_spec((1,))
@@ -29,8 +31,8 @@ def test_exclusion_metric_matches_an_in_top_k_oracle():
     first = tf.ragged.constant([[ids[i] for i in h[:2]] for h in histories], dtype=tf.string).to_sparse()
     rest = tf.ragged.constant([[ids[i] for i in h[2:]] for h in histories], dtype=tf.string).to_sparse()
     dataset = [{"q": tf.constant(queries), "c": tf.constant(candidates[targets]), F.HISTORY: first,
-                F.RATED_BEFORE: rest, task.RAW_MOVIE_ID: tf.constant(ids[targets])}]
-    got = task.factorized_top_k(model, tf.constant(candidates), dataset, (1, 5, 10), catalog_ids=ids)
+                F.RATED_BEFORE: rest, RAW_MOVIE_ID: tf.constant(ids[targets])}]
+    got = factorized_top_k(model, tf.constant(candidates), dataset, (1, 5, 10), catalog_ids=ids)
     # Oracle: tf.math.in_top_k over the full scores, the history's movies removed.
     scores = queries @ candidates.T
     for row, h in enumerate(histories):
@@ -39,7 +41,7 @@ def test_exclusion_metric_matches_an_in_top_k_oracle():
         expected = tf.math.in_top_k(tf.constant(targets), tf.constant(scores), k).numpy().mean()
         assert got[k] == pytest.approx(expected), k
     # Without exclusion the history's movies compete: never better than with it.
-    plain = task.factorized_top_k(model, tf.constant(candidates), dataset, (1, 5, 10))
+    plain = factorized_top_k(model, tf.constant(candidates), dataset, (1, 5, 10))
     assert all(plain[k] <= got[k] for k in (1, 5, 10))
 
 
@@ -97,7 +99,7 @@ def trained(tmp_path_factory):
     layer = tft_output.transform_features_layer()
 
     def batches(rows, batch_size):
-        """tf.data batches of transformed features, with the raw history and movie id (as task.rating_batches)."""
+        """tf.data batches of transformed features, with the raw history and movie id (as trainer.data.rating_batches)."""
         raw = {name: tf.constant([row[name] for row in rows]) for name in (F.USER_ID, F.MOVIE_ID, F.MOVIE_TITLE)}
         raw[F.TIMESTAMP] = tf.constant([row[F.TIMESTAMP] for row in rows], tf.int64)
         for name, dtype in ((F.HISTORY, tf.string), (F.HISTORY_TIMESTAMPS, tf.int64), (F.RATED_BEFORE, tf.string)):
@@ -107,7 +109,7 @@ def trained(tmp_path_factory):
             out = export.transform_raw(layer, batch)
             out[F.HISTORY] = batch[F.HISTORY].to_sparse()
             out[F.RATED_BEFORE] = batch[F.RATED_BEFORE].to_sparse()
-            out[task.RAW_MOVIE_ID] = batch[F.MOVIE_ID]
+            out[RAW_MOVIE_ID] = batch[F.MOVIE_ID]
             return out
         return tf.data.Dataset.from_tensor_slices(raw).batch(batch_size).map(transformed)
 
@@ -116,11 +118,11 @@ def trained(tmp_path_factory):
     model.fit(batches([train_rows[i] for i in order], 256), epochs=config.epochs, verbose=0)
     catalog_ids = np.array(sorted(data.movies, key=int), dtype=object).astype(bytes)
     catalog = {F.MOVIE_ID: catalog_ids, F.MOVIE_TITLE: np.array([data.movies[m.decode()].encode() for m in catalog_ids])}
-    candidates = task.catalog_embeddings(model, layer, catalog)
-    metrics = task.factorized_top_k(model, candidates, batches(eval_rows, 1024), TOP_KS, catalog_ids=catalog_ids)
+    candidates = catalog_embeddings(model, layer, catalog)
+    metrics = factorized_top_k(model, candidates, batches(eval_rows, 1024), TOP_KS, catalog_ids=catalog_ids)
     path = str(tmp / "model")
     export.save(path, model, tft_output, candidates, catalog_ids, catalog[F.MOVIE_TITLE], k=20, ks=TOP_KS,
-                uses_history=True, exclude_history=True)
+                family="history", exclude_history=True)
     loaded = tf.saved_model.load(path)
     return {"data": data, "train": train, "eval_rows": eval_rows, "metrics": metrics, "model": loaded,
             "catalog_ids": catalog_ids, "max_train_time": int(data.timestamps[train].max())}

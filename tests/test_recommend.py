@@ -16,6 +16,7 @@ from helpers import tft_analyze
 from app import cli
 from trainer import export, task
 from trainer.config import TOP_KS, ModelConfig
+from trainer.metrics import catalog_embeddings
 from transform import features as F
 
 RAW_SPEC = {name: spec for name, spec in F.raw_rating_spec((1,)).items() if name in (F.USER_ID, F.MOVIE_TITLE, F.TIMESTAMP)}
@@ -47,7 +48,7 @@ def served(tmp_path_factory):
     model.fit(dataset, epochs=1, verbose=0)
     ids = np.array([str(m).encode() for m in range(1, NUM_MOVIES + 1)])
     titles = np.array([_title(m, exported=True) for m in range(1, NUM_MOVIES + 1)])
-    candidates = task.catalog_embeddings(model, layer, {F.MOVIE_TITLE: titles})
+    candidates = catalog_embeddings(model, layer, {F.MOVIE_TITLE: titles})
     out = tmp / "out"
     export.save(str(out / "serving" / "movielens_retrieval" / VERSION), model, tft_output, candidates, ids, titles,
                 k=TOP_K, ks=TOP_KS, exclude_history=True)

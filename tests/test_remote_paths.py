@@ -26,7 +26,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from app import results
 from components import atomic_pusher, baselines, data_gate
 from movielens import files, reader, synthetic
-from trainer import task
+from trainer.metrics import write_metrics
 
 # A SavedModel's shape: saved_model.pb, variables/, fingerprint.pb; and an empty assets/ (_push).
 FAKE_MODEL = {
@@ -209,7 +209,7 @@ def test_data_gate_reads_anomalies_on_ram(ram):
 def test_trainer_metrics_written_and_read_back_on_ram(ram):
     metrics = {"train": {"10": 0.5}, "eval": {"10": 0.25, "100": 0.75}, "train_seconds": 12.34, "loss": [1.0]}
     model_run = f"{ram}/model_run/7/"  # a URI with a trailing "/" too
-    path = task.write_metrics(model_run, metrics)
+    path = write_metrics(model_run, metrics)
     assert path == f"{ram}/model_run/7/metrics.json"
     assert json.loads(_read(path)) == metrics
     assert results.trainer_metrics(model_run) == {

@@ -86,7 +86,7 @@ def _in_two_file_orders(tmp_path, seed):
 
 
 def test_training_batches_do_not_depend_on_the_file_order(tmp_path):
-    from trainer import task
+    from trainer.data import rating_batches
 
     rows = _in_two_file_orders(tmp_path, seed=0)
 
@@ -94,7 +94,7 @@ def test_training_batches_do_not_depend_on_the_file_order(tmp_path):
         def identity(features):  # the raw scalars as they come, [batch]
             return {key: tf.reshape(value, [-1]) for key, value in features.items() if not isinstance(value, tf.SparseTensor)}
 
-        data = task.rating_batches(str(tmp_path / name), identity, batch_size=32, shuffle_seed=7)
+        data = rating_batches(str(tmp_path / name), identity, batch_size=32, shuffle_seed=7)
         scalars = (F.MOVIE_ID, F.MOVIE_TITLE, F.TIMESTAMP, F.USER_ID)
         return [[batch[key].numpy().tolist() for key in scalars] for batch in data]
 
@@ -105,14 +105,14 @@ def test_training_batches_do_not_depend_on_the_file_order(tmp_path):
 
 
 def test_the_train_metric_sample_is_the_same_ratings_whatever_the_file_order(tmp_path):
-    from trainer import task
+    from trainer import data
 
     rows = _in_two_file_orders(tmp_path, seed=1)
 
     def sample(name, max_rows):
         path = str(tmp_path / name)
-        columns = task.sampled_ratings(path, task.canonical_order(path), max_rows, seed=3)
-        assert set(columns) == set(task.RAW_RATING_SPEC)  # every raw input, rated_before included
+        columns = data.sampled_ratings(path, data.canonical_order(path), max_rows, seed=3)
+        assert set(columns) == set(data.RAW_RATING_SPEC)  # every raw input, rated_before included
         return sorted(zip(*(columns[key].numpy().tolist() for key in (F.USER_ID, F.MOVIE_TITLE, F.TIMESTAMP)), strict=True))
 
     first = sample("a.gz", 50)
@@ -123,7 +123,7 @@ def test_the_train_metric_sample_is_the_same_ratings_whatever_the_file_order(tmp
 
 
 def test_one_read_gives_the_canonical_order_and_the_columns_in_it(tmp_path):
-    from trainer import task
+    from trainer import data
 
     _in_two_file_orders(tmp_path, seed=2)
     path = str(tmp_path / "b.gz")
@@ -131,8 +131,8 @@ def test_one_read_gives_the_canonical_order_and_the_columns_in_it(tmp_path):
     def identity(features):  # the raw scalars as they come, [batch]
         return {key: tf.reshape(value, [-1]) for key, value in features.items() if not isinstance(value, tf.SparseTensor)}
 
-    columns, order = task.transformed_ratings_and_order(path, identity)
-    assert order.tolist() == task.canonical_order(path).tolist()  # the same order as reading the files again
-    again = task.transformed_ratings(path, identity, task.canonical_order(path))
+    columns, order = data.transformed_ratings_and_order(path, identity)
+    assert order.tolist() == data.canonical_order(path).tolist()  # the same order as reading the files again
+    again = data.transformed_ratings(path, identity, data.canonical_order(path))
     assert {key: value.numpy().tolist() for key, value in columns.items()} == {
         key: value.numpy().tolist() for key, value in again.items()}

@@ -10,6 +10,7 @@ from helpers import no_history, tft_analyze
 from movielens import reader, synthetic
 from trainer import export, task
 from trainer.config import TOP_KS, ModelConfig
+from trainer.metrics import catalog_embeddings, factorized_top_k
 from transform import features as F
 
 # The tutorial's raw features, with the shape SchemaGen infers ([1]).
@@ -93,8 +94,8 @@ def _train_and_measure(planted, config):
     tft_output = planted["tft"]
     model = task.build_model(tft_output, config)
     model.fit(_dataset(planted["train"], tft_output, config.batch_size).shuffle(64, seed=0), epochs=config.epochs, verbose=0)
-    candidates = task.catalog_embeddings(model, tft_output.transform_features_layer(), {F.MOVIE_TITLE: planted["catalog_titles"]})
-    metrics = task.factorized_top_k(model, candidates, _dataset(planted["eval"], tft_output, 1024), TOP_KS)
+    candidates = catalog_embeddings(model, tft_output.transform_features_layer(), {F.MOVIE_TITLE: planted["catalog_titles"]})
+    metrics = factorized_top_k(model, candidates, _dataset(planted["eval"], tft_output, 1024), TOP_KS)
     return model, candidates, metrics
 
 

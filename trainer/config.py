@@ -18,6 +18,10 @@ TOP_KS: Tuple[int, ...] = (1, 5, 10, 50, 100)
 GATE_K = 100
 OPTIMIZERS = ("adagrad", "adam")
 HISTORY_ENCODERS = ("mean", "attention")
+# The model families (ModelConfig.family), one module each in trainer.families: "tutorial", the TFRS
+# tutorial's towers (user id and time against the title); "history", the rating's recent movies against
+# the movie. Only "history" reads the history (history_length >= 1 movies).
+FAMILIES = ("tutorial", "history")
 TIME_FEATURES = ("history_age", "since_previous", "calendar")
 # The two models the job trains, in order: name -> use_timestamps.
 VARIANTS: Dict[str, bool] = {"baseline": False, "timestamp": True}
@@ -73,9 +77,10 @@ class ModelConfig:
     # from the top-K in the Trainer's metric, in TFMA and in serving (and by
     # the baselines). Off in the tutorial.
     exclude_history: bool = False
-    # History-aware towers (model.HistoryQueryTower, MovieCandidateTower): the
-    # query reads the rating's N most recent earlier movies; 0 keeps the
-    # tutorial's towers (user id against title).
+    # The towers and what they read: one of FAMILIES (trainer.families).
+    family: str = "tutorial"
+    # The history family's query reads the rating's N most recent earlier
+    # movies (N >= 1); 0 with the tutorial family, which reads none.
     history_length: int = 0
     history_encoder: str = "attention"  # one of HISTORY_ENCODERS: mean, or mean + attention
     attention_heads: int = 2
@@ -129,8 +134,15 @@ class ModelConfig:
         if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
             raise ConfigError(f"temperature: {self.temperature!r} is not a number > 0")
         check_choice("history_encoder", self.history_encoder, HISTORY_ENCODERS)
+        check_choice("family", self.family, FAMILIES)
         if not isinstance(self.history_length, int) or self.history_length < 0:
             raise ConfigError(f"history_length: {self.history_length!r} is not an integer >= 0")
+        if self.family == "history" and self.history_length == 0:
+            raise ConfigError("family: 'history' reads the rating's history_length most recent movies, but "
+                              "history_length is 0: set history_length >= 1 (or family=tutorial)")
+        if self.family != "history" and self.history_length >= 1:
+            raise ConfigError(f"family: {self.family!r} reads no history, but history_length is "
+                              f"{self.history_length}: set family=history (or history_length=0)")
         for name in ("history_dropout", "time_dropout"):
             if not isinstance(getattr(self, name), (int, float)) or not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name}: {getattr(self, name)!r} is not in [0, 1)")
@@ -138,7 +150,7 @@ class ModelConfig:
             raise ConfigError(f"warm_start: {self.warm_start!r} is not true or false")
         if self.warm_start_epochs is not None and not self.warm_start:
             raise ConfigError("warm_start_epochs is set but warm_start is off: set warm_start=true")
-        if self.history_length and self.embedding_dim % self.attention_heads:
+        if self.family == "history" and self.embedding_dim % self.attention_heads:
             raise ConfigError(f"attention_heads: {self.attention_heads} does not divide embedding_dim {self.embedding_dim}")
 
     def epochs_to_train(self, warm_started: bool) -> int:
@@ -161,14 +173,21 @@ class ModelConfig:
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any]) -> "ModelConfig":
-        """The model config inside a Trainer custom_config (other keys, e.g. the catalog's, are ignored)."""
+        """The model config inside a Trainer custom_config (other keys, e.g. the catalog's, are ignored).
+
+        A config written before ModelConfig named its family (a compiled spec's model_config, a run's
+        metrics.json) has none: its history_length decided it, 0 for the tutorial's towers.
+        """
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in custom_config.items() if k in fields})
+        settings = {k: v for k, v in custom_config.items() if k in fields}
+        if "family" not in settings:
+            settings["family"] = "history" if settings.get("history_length") else "tutorial"
+        return cls(**settings)
 
 
 NAMED_CONFIGS: Dict[str, ModelConfig] = {
     # The tutorial: 3 epochs, Adagrad 0.1, batch 2048, 32-d, in-batch softmax.
-    "tutorial": ModelConfig(),
+    "tutorial": ModelConfig(family="tutorial"),
     # Serves the future: the query is the user's 50 most recent earlier movies
     # (attention + mean over embeddings shared with the candidates; dropout
     # 0.3), L2-normalised towers, logQ-corrected in-batch softmax at
@@ -185,6 +204,7 @@ NAMED_CONFIGS: Dict[str, ModelConfig] = {
         sampling_bias_correction=True,
         temperature=0.2,
         exclude_history=True,
+        family="history",
         history_length=50,
         history_encoder="attention",
         attention_heads=2,
@@ -202,7 +222,7 @@ METRICS_FILE = "metrics.json"
 # TensorBoard logs of a training run, the TFX convention (in model_run_dir):
 # <model_run_dir>/<variant_name>/train: epoch_loss and epoch_learning_rate
 # (Keras' TensorBoard callback), batch_loss and batch_steps_per_second every
-# TENSORBOARD_STEPS steps (trainer.task.BatchSummaries),
+# TENSORBOARD_STEPS steps (trainer.metrics.BatchSummaries),
 # the config as text, and top-k accuracy on the train sample;
 # <model_run_dir>/<variant_name>/eval: top-k accuracy on the eval split.
 # Top-k accuracy is measured once, after the last epoch: step epochs - 1.

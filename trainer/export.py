@@ -12,7 +12,9 @@ Signatures (all take *raw* inputs; the Transform layer is inside):
   Send every movie the user rated: the query tower reads the most recent
   history_length of them, and with exclude_history none of them is ever in
   the top-K. Unknown movie ids are ignored; an unknown user id falls in the
-  vocabulary's OOV bucket. Models without history (the tutorial's) ignore both.
+  vocabulary's OOV bucket. Every model takes the four inputs; its family
+  (trainer.families: QUERY_FEATURES) says which its query tower reads: the
+  tutorial's ignores the history.
 * ``evaluate_hits(examples: string [batch])``: serialized rating tf.Examples
   -> ``hit_at_{k}`` float32 [batch], 1.0 when the rated movie is within the
   top k by the definition of tfrs.metrics.FactorizedTopK (the true movie's
@@ -29,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from trainer import families
 from transform import features as F
 
 SERVING_SIGNATURE = "serving_default"
@@ -98,7 +101,7 @@ class RetrievalModule(tf.Module):
     """What the SavedModel holds; see the module docstring for its signatures."""
 
     def __init__(self, model, tf_transform_output: tft.TFTransformOutput, candidates, movie_ids, titles, k: int,
-                 ks: Sequence[int], uses_history: bool, exclude_history: bool):
+                 ks: Sequence[int], family: str, exclude_history: bool):
         super().__init__()
         self.transform_layer = tf_transform_output.transform_features_layer()
         self.query_tower = model.query_tower
@@ -110,12 +113,12 @@ class RetrievalModule(tf.Module):
         self.catalog_positions = catalog_positions(movie_ids)
         self._k = min(int(k), int(candidates.shape[0]))
         self._ks = tuple(int(x) for x in ks)
-        self._uses_history = bool(uses_history)
+        self._family = families.get(family)  # a module: not tracked, not saved
         self._exclude_history = bool(exclude_history)
 
     def _query(self, raw: Dict[str, tf.Tensor]) -> tf.Tensor:
-        """Query embeddings float32 [batch, d] from raw query features."""
-        names = [F.USER_ID, F.TIMESTAMP] + ([F.HISTORY, F.HISTORY_TIMESTAMPS] if self._uses_history else [])
+        """Query embeddings float32 [batch, d] from raw query features (those the family's query tower reads)."""
+        names = self._family.QUERY_FEATURES
         return self.query_tower(transform_raw(self.transform_layer, {name: raw[name] for name in names}))
 
     def _scores(self, query: tf.Tensor, *excluded: tf.SparseTensor) -> tf.Tensor:
@@ -146,8 +149,8 @@ class RetrievalModule(tf.Module):
     def evaluate_hits(self, examples):
         parsed = tf.io.parse_example(examples, F.raw_rating_spec())
         query = self._query(parsed)
-        candidate_names = [F.MOVIE_TITLE] + ([F.MOVIE_ID] if self._uses_history else [])
-        true_candidate = self.candidate_tower(transform_raw(self.transform_layer, {n: parsed[n] for n in candidate_names}))
+        names = self._family.CANDIDATE_FEATURES
+        true_candidate = self.candidate_tower(transform_raw(self.transform_layer, {n: parsed[n] for n in names}))
         scores = self._scores(query, parsed[F.HISTORY], parsed[F.RATED_BEFORE])
         positive = positive_scores(scores, parsed[F.MOVIE_ID], tf.reduce_sum(query * true_candidate, axis=1),
                                    self.catalog_positions)
@@ -157,8 +160,9 @@ class RetrievalModule(tf.Module):
 
 
 def save(path: str, model, tf_transform_output, candidates, movie_ids: np.ndarray, titles: np.ndarray, k: int,
-         ks: Sequence[int], uses_history: bool = False, exclude_history: bool = False) -> None:
-    module = RetrievalModule(model, tf_transform_output, candidates, movie_ids, titles, k, ks, uses_history, exclude_history)
+         ks: Sequence[int], family: str = "tutorial", exclude_history: bool = False) -> None:
+    """Saves the model of `family` (ModelConfig.family) with its catalog: see the module docstring."""
+    module = RetrievalModule(model, tf_transform_output, candidates, movie_ids, titles, k, ks, family, exclude_history)
     tf.saved_model.save(
         module,
         path,

@@ -1,12 +1,6 @@
-"""The two-tower retrieval models.
-
-* The TFRS context-features tutorial's towers (QueryTower, CandidateTower):
-  user id (+ timestamp features) against movie title (+ title words).
-* The history-aware towers (HistoryQueryTower, MovieCandidateTower): the
-  user's recent movies, pooled by attention and a mean, against the movie,
-  with ONE movie embedding table shared by both towers (a movie in a history
-  and the same movie as a candidate are the same vector), so a brand-new
-  user with a few ratings is served as well as an old one.
+"""The generic parts of the two-tower retrieval models: the towers' projections, the history's pooling,
+and the retrieval model over any pair of towers. The towers themselves are the model families'
+(trainer.families: the tutorial's, user id against title; the history's, recent movies against movie).
 
 All towers read *transformed* features (vocabulary indices, buckets; see
 transform.features); the Transform layer in the exported model maps raw
@@ -17,6 +11,8 @@ layer (by attribute) to the Transform vocabulary (transform.features) that
 indexes its rows: row i embeds the vocabulary's i-th entry and the last row,
 len(vocabulary), is its one OOV bucket (num_oov_buckets=1), so the table has
 len(vocabulary) + 1 rows. trainer.warm_start moves rows by id through it.
+A candidate tower's `key` is the transformed feature of the candidate's identity
+(the logQ correction's probabilities are looked up by it).
 """
 
 from __future__ import annotations
@@ -27,82 +23,14 @@ from typing import Dict, Optional, Sequence
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from trainer.config import ModelConfig
-from transform import features as F
 
-
-def _projection(layers: Sequence[int], embedding_dim: int, name: str) -> tf.keras.Sequential:
+def projection(layers: Sequence[int], embedding_dim: int, name: str) -> tf.keras.Sequential:
     """Hidden ReLU layers, then a linear projection to embedding_dim."""
     return tf.keras.Sequential(
         [tf.keras.layers.Dense(units, activation="relu") for units in layers]
         + [tf.keras.layers.Dense(embedding_dim)],
         name=name,
     )
-
-
-class QueryTower(tf.keras.Model):
-    """User (and context) features -> query embedding, float32 [batch, embedding_dim].
-
-    Inputs: user_index int64 [batch]; with use_timestamps also timestamp_bucket
-    int64 [batch] and timestamp_z float32 [batch]; with time_of_day also
-    hour_of_day and day_of_week int64 [batch].
-    """
-
-    VOCABULARY_TABLES = {"user_embedding": F.USER_VOCAB}
-
-    def __init__(self, num_users: int, num_timestamp_buckets: int, config: ModelConfig):
-        super().__init__(name="query_tower")
-        d = config.embedding_dim
-        self._use_timestamps = config.use_timestamps
-        self._time_of_day = config.use_timestamps and config.time_of_day
-        # +1: the vocabulary's OOV bucket.
-        self.user_embedding = tf.keras.layers.Embedding(num_users + 1, d, name="user_embedding")
-        if self._use_timestamps:
-            self.timestamp_embedding = tf.keras.layers.Embedding(
-                num_timestamp_buckets + 1, d, name="timestamp_bucket_embedding"
-            )
-        if self._time_of_day:
-            self.hour_embedding = tf.keras.layers.Embedding(F.HOURS_PER_DAY, d, name="hour_embedding")
-            self.weekday_embedding = tf.keras.layers.Embedding(F.DAYS_PER_WEEK, d, name="weekday_embedding")
-        self.projection = _projection(config.tower_layers, d, "query_projection")
-
-    def call(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        parts = [self.user_embedding(features[F.USER_INDEX])]
-        if self._use_timestamps:
-            parts.append(self.timestamp_embedding(features[F.TIMESTAMP_BUCKET]))
-            parts.append(tf.reshape(tf.cast(features[F.TIMESTAMP_Z], tf.float32), (-1, 1)))
-        if self._time_of_day:
-            parts.append(self.hour_embedding(features[F.HOUR_OF_DAY]))
-            parts.append(self.weekday_embedding(features[F.DAY_OF_WEEK]))
-        return self.projection(tf.concat(parts, axis=1))
-
-
-class CandidateTower(tf.keras.Model):
-    """Movie title features -> candidate embedding, float32 [batch, embedding_dim].
-
-    Inputs: title_index int64 [batch] and title_tokens, int64 SparseTensor
-    [batch, None] of title-word indices (their embeddings are averaged, as the
-    tutorial's TextVectorization + GlobalAveragePooling1D).
-    """
-
-    key = F.TITLE_INDEX  # the candidate's identity (logQ frequencies are counted by it)
-    VOCABULARY_TABLES = {"title_embedding": F.TITLE_VOCAB, "token_embedding": F.TOKEN_VOCAB}
-
-    def __init__(self, num_titles: int, num_tokens: int, config: ModelConfig):
-        super().__init__(name="candidate_tower")
-        d = config.embedding_dim
-        self.title_embedding = tf.keras.layers.Embedding(num_titles + 1, d, name="title_embedding")
-        self.token_embedding = tf.keras.layers.Embedding(num_tokens + 1, d, name="title_token_embedding")
-        self.projection = _projection(config.tower_layers, d, "candidate_projection")
-
-    def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
-        tokens = features[F.TITLE_TOKENS]
-        if not self.token_embedding.built:
-            self.token_embedding.build(None)
-        # Mean of the title's word embeddings; zeros for a title with no words.
-        text = tf.nn.safe_embedding_lookup_sparse(self.token_embedding.embeddings, tokens, combiner="mean")
-        title = self.title_embedding(features[F.TITLE_INDEX])
-        return self.projection(tf.concat([title, text], axis=1))
 
 
 def history_indices(features: Dict[str, tf.Tensor], name: str) -> tf.Tensor:
@@ -195,102 +123,6 @@ def pooled_history(gathered: tf.Tensor, movies: tf.Tensor, items: tf.Tensor, kee
     return pooled[:, 0], attention._output_dense(values[:, None])[:, 0]
 
 
-class MovieCandidateTower(tf.keras.Model):
-    """Movie -> candidate embedding, float32 [batch, embedding_dim] (L2-normalised with `normalize`).
-
-    Input: movie_index int64 [batch] (or [batch, n]: embeds each). The
-    embedding table `movie_embedding` is shared with HistoryQueryTower.
-    """
-
-    key = F.MOVIE_INDEX
-    VOCABULARY_TABLES = {"movie_embedding": F.MOVIE_VOCAB}
-
-    def __init__(self, num_movies: int, config: ModelConfig):
-        super().__init__(name="candidate_tower")
-        # +1: the vocabulary's OOV bucket.
-        self.movie_embedding = tf.keras.layers.Embedding(num_movies + 1, config.embedding_dim, name="movie_embedding")
-        self._normalize = config.normalize
-
-    def embed(self, movie_index: tf.Tensor) -> tf.Tensor:
-        return self.movie_embedding(movie_index)
-
-    def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
-        out = self.embed(features[F.MOVIE_INDEX])
-        return tf.math.l2_normalize(out, axis=-1) if self._normalize else out
-
-
-class HistoryQueryTower(tf.keras.Model):
-    """The user's recent movies (and, with use_timestamps, the time) -> query embedding, float32 [batch, d].
-
-    Inputs: history_index, int64 sparse [batch, <= N] (most recent first;
-    missing or OOV movies are ignored); with use_timestamps, per
-    config.time_features: history_age int64 sparse [batch, <= N],
-    since_previous, hour_of_day, day_of_week int64 [batch]. The history's movie embeddings (shared with
-    the candidate tower; while training each is dropped whole with probability
-    history_dropout) plus a position embedding
-    are pooled two ways: their mean, and one learned query token attending
-    over them (multi-head attention); an empty history pools to zeros and
-    the query token alone. Time features: embeddings of the calendar and of
-    the gap since the previous rating (each dropped whole while training with
-    probability time_dropout), and each history movie's age added to its
-    embedding.
-    """
-
-    def __init__(self, movies: MovieCandidateTower, num_movies: int, config: ModelConfig):
-        super().__init__(name="query_tower")
-        d = config.embedding_dim
-        self._movies = movies
-        self._num_movies = num_movies
-        self._length = config.history_length
-        self._time = set(config.time_features) if config.use_timestamps else set()
-        self._normalize = config.normalize
-        self.dropout = tf.keras.layers.Dropout(config.history_dropout, noise_shape=(None, config.history_length, 1))
-        self.position_embedding = tf.keras.layers.Embedding(config.history_length, d, name="position_embedding")
-        self.attention = None
-        if config.history_encoder == "attention":
-            self.query_token = self.add_weight(name="query_token", shape=(1, 1, d), initializer="random_normal")
-            self.attention = tf.keras.layers.MultiHeadAttention(
-                num_heads=config.attention_heads, key_dim=d // config.attention_heads, name="history_attention")
-        if "calendar" in self._time:
-            self.hour_embedding = tf.keras.layers.Embedding(F.HOURS_PER_DAY, d, name="hour_embedding")
-            self.weekday_embedding = tf.keras.layers.Embedding(F.DAYS_PER_WEEK, d, name="weekday_embedding")
-        # Each rating-time embedding (calendar, since_previous) dropped whole while training (noise [B, 1]).
-        self.time_dropout = (tf.keras.layers.Dropout(config.time_dropout, noise_shape=(None, 1), name="time_dropout")
-                             if config.time_dropout and self._time - {"history_age"} else None)
-        if "since_previous" in self._time:
-            self.since_previous_embedding = tf.keras.layers.Embedding(F.NUM_LOG_BUCKETS, d, name="since_previous_embedding")
-        if "history_age" in self._time:
-            self.age_embedding = tf.keras.layers.Embedding(F.NUM_LOG_BUCKETS, d, name="history_age_embedding")
-        self.projection = _projection(config.tower_layers, d, "query_projection")
-
-    def call(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        aligned = [history_indices(features, F.HISTORY_AGE)] if "history_age" in self._time else []
-        items, valid, *ages = first_known(history_indices(features, F.HISTORY_INDEX), self._num_movies, self._length,
-                                          *aligned)  # [B, N]: missing and unknown movies dropped
-        items = tf.maximum(items, 0)
-        valid = tf.cast(valid, tf.float32)
-        # Each movie's dropout factor [B, N]: the layer's mask (noise shape [B, N, 1]) drawn on ones.
-        keep = self.dropout(tf.ones_like(valid)[:, :, None], training=training)[:, :, 0]
-        gathered = self._movies.embed(items)  # [B, N, d]: also builds the shared table
-        mean, attended = pooled_history(
-            gathered, self._movies.movie_embedding.embeddings, items, keep, valid,
-            self.position_embedding(tf.range(self._length)),
-            tf.maximum(ages[0], 0) if ages else None,
-            self.age_embedding(tf.range(F.NUM_LOG_BUCKETS)) if ages else None,
-            self.attention, self.query_token if self.attention is not None else None)
-        parts = [mean] + ([attended] if attended is not None else [])
-        timed = []
-        if "calendar" in self._time:
-            timed += [self.hour_embedding(features[F.HOUR_OF_DAY]), self.weekday_embedding(features[F.DAY_OF_WEEK])]
-        if "since_previous" in self._time:
-            timed.append(self.since_previous_embedding(features[F.SINCE_PREVIOUS]))
-        if self.time_dropout is not None:
-            timed = [self.time_dropout(part, training=training) for part in timed]
-        parts += timed
-        out = self.projection(tf.concat(parts, axis=1))
-        return tf.math.l2_normalize(out, axis=-1) if self._normalize else out
-
-
 class RetrievalModel(tfrs.models.Model):
     """In-batch softmax retrieval over (query, movie) pairs.
 
@@ -299,14 +131,14 @@ class RetrievalModel(tfrs.models.Model):
     -log(probability) (logQ correction of the sampling bias). `embedding_l2`
     adds that multiple of the squared norms of the batch's query and candidate
     embeddings to the loss.
-    No metrics are computed while training (trainer.task measures the model
+    No metrics are computed while training (trainer.metrics measures the model
     with tfrs.metrics.FactorizedTopK over the whole catalog afterwards).
     """
 
     def __init__(
         self,
-        query_tower: QueryTower,
-        candidate_tower: CandidateTower,
+        query_tower: tf.keras.Model,
+        candidate_tower: tf.keras.Model,
         temperature: float = 1.0,
         candidate_probability: Optional[tf.Tensor] = None,
         embedding_l2: float = 0.0,

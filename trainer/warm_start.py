@@ -14,7 +14,7 @@ directory; the Pusher copies it along):
 
 A later run calls warm_start(model, base_model_dir, new_vocabularies) on its
 freshly built model. For each weight:
-  * vocabulary-keyed (trainer.model: VOCABULARY_TABLES; rows [len(vocabulary) + 1,
+  * vocabulary-keyed (the towers' VOCABULARY_TABLES, trainer.families; rows [len(vocabulary) + 1,
     ...], the last row the OOV bucket): the row of every id in both vocabularies
     moves to the id's new row, the OOV row to the new OOV row; ids new to the
     vocabulary keep their fresh initialisation;
@@ -77,7 +77,7 @@ def weight_names(model: tf.Module) -> Dict[str, tf.Variable]:
 
 
 def vocabulary_tables(model: tf.keras.Model) -> Dict[str, str]:
-    """{stable weight name: the vocabulary indexing its rows}, from each layer's VOCABULARY_TABLES (trainer.model)."""
+    """{stable weight name: the vocabulary indexing its rows}, from each layer's VOCABULARY_TABLES (trainer.families)."""
     by_id = {}
     for module in (model, *model.submodules):
         for attribute, vocabulary in getattr(type(module), "VOCABULARY_TABLES", {}).items():

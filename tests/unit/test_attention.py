@@ -68,7 +68,7 @@ def test_pooled_history_is_the_mean_and_multi_head_attention_with_the_same_weigh
 
 def test_history_dropout_drops_whole_movies_while_training():
     from trainer.config import NAMED_CONFIGS
-    from trainer.model import HistoryQueryTower, MovieCandidateTower
+    from trainer.families.history import HistoryQueryTower, MovieCandidateTower
 
     config = NAMED_CONFIGS["default"]
     tower = HistoryQueryTower(MovieCandidateTower(20, config), 20, config)
@@ -85,7 +85,7 @@ def test_history_dropout_drops_whole_movies_while_training():
 
 def test_time_dropout_drops_each_rating_time_embedding_whole_and_only_while_training():
     from trainer.config import NAMED_CONFIGS
-    from trainer.model import HistoryQueryTower, MovieCandidateTower
+    from trainer.families.history import HistoryQueryTower, MovieCandidateTower
 
     config = NAMED_CONFIGS["default"].replace(use_timestamps=True, time_features=("history_age", "calendar"),
                                               time_dropout=0.4)

@@ -1,10 +1,10 @@
-"""trainer.task.BatchSummaries: the step logs Keras' TensorBoard callback wrote, every N steps, nothing between."""
+"""trainer.metrics.BatchSummaries: the step logs Keras' TensorBoard callback wrote, every N steps, nothing between."""
 
 import numpy as np
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from trainer.task import BatchSummaries
+from trainer.metrics import BatchSummaries
 
 
 class _Seen(tf.keras.callbacks.Callback):

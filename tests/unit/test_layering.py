@@ -37,7 +37,8 @@ def _loaded(modules, watched):
 
 
 def test_trainer_transform_and_the_tfma_metric_load_without_pipeline_or_app():
-    modules = ["trainer.task", "trainer.tfma_metric", "transform.preprocessing"]
+    modules = ["trainer.task", "trainer.tfma_metric", "transform.preprocessing", "trainer.families.tutorial",
+               "trainer.families.history"]
     assert _loaded(modules, ("pipeline", "app", "components", "baselines", "movielens")) == "[]"
 
 

@@ -9,7 +9,9 @@ import tensorflow as tf
 
 from trainer import warm_start
 from trainer.config import NAMED_CONFIGS
-from trainer.model import CandidateTower, HistoryQueryTower, MovieCandidateTower, QueryTower, RetrievalModel
+from trainer.families.history import HistoryQueryTower, MovieCandidateTower
+from trainer.families.tutorial import CandidateTower, QueryTower
+from trainer.model import RetrievalModel
 from transform import features as F
 
 MOVIE_TABLE = "candidate_tower/movie_embedding/embeddings"
