@@ -31,9 +31,9 @@ from app.results import as_tfx, data_result, latest_outputs, variant_result
 from components.atomic_pusher import existing_versions
 from components.data_gate import drift_findings, drift_measurements
 from components.movielens import files, spans
+from core.comparison import GATE_K
 from pipeline.config import PipelineConfig
 from pipeline.local_runner import run_pipeline
-from trainer.config import GATE_K
 from trainer.export import EVAL_SIGNATURE, hit_output
 from trainer.tfma_metric import metric_name
 

@@ -39,8 +39,9 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from core.comparison import GATE_K
 from trainer import tfma_metric
-from trainer.config import GATE_K, TOP_KS, metrics_by_k
+from trainer.config import TOP_KS, metrics_by_k
 from transform import features as F
 
 EXAMPLES_KEY = "examples"

@@ -1,14 +1,15 @@
 """The Trainer's `run_fn`: train the retrieval model, measure it, export it.
 
 `fn_args.custom_config` holds a ModelConfig (trainer.config) plus the catalog's
-file pattern (added by components.retrieval_trainer). The run writes:
+file pattern (added by components.retrieval_trainer) and the TensorBoard run's
+name (the job's variant, added by the pipeline). The run writes:
   serving_model_dir   the SavedModel (trainer.export): raw inputs -> top-K movies
   serving_model_dir/assets.extra/warm_start   the weights and vocabularies a later
                       run can warm start from (trainer.warm_start)
   model_run_dir/metrics.json   FactorizedTopK accuracies on train and eval, loss
                       per epoch, epochs trained, wall time; with warm_start in the
                       config, what was copied from the base model (`warm_start`)
-  model_run_dir/<variant>/{train,eval}   TensorBoard logs (trainer.config):
+  model_run_dir/<run>/{train,eval}   TensorBoard logs (trainer.config):
                       loss per epoch and per TENSORBOARD_STEPS steps, learning
                       rate, top-k accuracy on train and eval
 """
@@ -31,12 +32,12 @@ from trainer.config import (
     CATALOG_PATTERN_KEY,
     METRICS_FILE,
     TENSORBOARD_EVAL,
+    TENSORBOARD_RUN_KEY,
     TENSORBOARD_STEPS,
     TENSORBOARD_TRAIN,
     TOP_KS,
     ModelConfig,
     top_k_tag,
-    variant_name,
 )
 from trainer.model import CandidateTower, HistoryQueryTower, MovieCandidateTower, QueryTower, RetrievalModel
 from transform import features as F
@@ -443,9 +444,10 @@ class BatchSummaries(tf.keras.callbacks.Callback):
         self._writer.close()
 
 
-def tensorboard_dir(model_run_dir: str, config: ModelConfig) -> str:
-    """Where the run's TensorBoard logs go: <model_run_dir>/<variant name>."""
-    return f"{model_run_dir.rstrip('/')}/{variant_name(config.use_timestamps)}"
+def tensorboard_dir(model_run_dir: str, custom_config: Dict) -> str:
+    """Where the run's TensorBoard logs go: <model_run_dir>/<run> (trainer.config.TENSORBOARD_RUN_KEY)."""
+    run = custom_config.get(TENSORBOARD_RUN_KEY)
+    return f"{model_run_dir.rstrip('/')}/{run}" if run else model_run_dir.rstrip("/")
 
 
 def write_top_k_summaries(log_dir: str, metrics: Dict, config: ModelConfig, epochs: int) -> None:
@@ -482,7 +484,7 @@ def run_fn(fn_args) -> None:
         # Trainer's base_model channel), None on the first run.
         warm = start_from_base(model, tf_transform_output, fn_args.base_model, train)
     epochs = config.epochs_to_train(bool(warm and warm["warm_started"]))
-    log_dir = tensorboard_dir(fn_args.model_run_dir, config)
+    log_dir = tensorboard_dir(fn_args.model_run_dir, fn_args.custom_config)
     callbacks = [
         LearningRateLogger(),
         # Epoch logs; the step logs are BatchSummaries' (without the per-step cost).
