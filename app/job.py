@@ -7,7 +7,8 @@ the cache, and its Evaluator compares against the latest blessed model
 back from what the pipeline recorded (app.results): the data is read once, by
 ExampleGen. The report (report.json, report.md, top_k.png, and the browsable
 report.html) puts the baselines, the baseline model and the timestamp model
-side by side.
+side by side; report.json also records the job's effective config
+(`pipeline_config`, PipelineConfig.to_dict).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from typing import Callable, Dict, Optional, Sequence
 from app import lock, report, report_html
 from app.results import data_result, variant_result
 from core import comparison
+from core.comparison import GATE_K
 from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.local_runner import run_pipeline
-from trainer.config import GATE_K
 
 
 def tensorboard_logdir(models: Dict[str, Dict]) -> Optional[str]:
@@ -75,6 +76,9 @@ def _run_job(config: PipelineConfig, variants: Sequence[str], progress) -> Dict:
         "config": config.config_name,
         "metadata": config.metadata_location,
         "model_config": config.model.to_custom_config(),
+        # The job's effective config (PipelineConfig.to_dict; each variant's run records its own in ML
+        # Metadata, pipeline.local_runner): what `recommend` reads back.
+        report.CONFIG_KEY: config.to_dict(),
         "gate": {
             "k": GATE_K,
             "value_floor": floors[-1] if floors else config.value_floor,

@@ -30,10 +30,10 @@ from app import lock, timeline
 from app.results import as_tfx, data_result, latest_outputs, variant_result
 from components.atomic_pusher import existing_versions
 from components.data_gate import drift_findings, drift_measurements
+from core.comparison import GATE_K
 from movielens import files, spans
 from pipeline.config import PipelineConfig
 from pipeline.local_runner import run_pipeline
-from trainer.config import GATE_K
 from trainer.export import EVAL_SIGNATURE, hit_output
 from trainer.tfma_metric import metric_name
 

@@ -1,5 +1,7 @@
 """The side-by-side report: report.json, report.md, top_k.png and the terminal table.
 
+report.json also records the job's effective config (CONFIG_KEY; read back by recorded_config).
+
 Rows: every baseline (components.baselines), then every model variant.
 Accuracies are keyed by k; `trainer.config.top_k_label` formats them.
 """
@@ -14,6 +16,8 @@ from core.comparison import DEFAULT_CONFIDENCE
 from trainer.config import top_k_label
 
 JSON_FILE = "report.json"
+# The key of report.json that records the job's effective config (PipelineConfig.to_dict).
+CONFIG_KEY = "pipeline_config"
 MARKDOWN_FILE = "report.md"
 PLOT_FILE = "top_k.png"
 _NAME = 18  # width of the model column
@@ -167,6 +171,17 @@ def plot(result: Dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def recorded_config(output_dir: str) -> Optional[Dict]:
+    """The job's effective config (PipelineConfig.to_dict) as `output_dir`'s report.json records it; None
+    without a readable report.json, or with one written before the config was recorded."""
+    try:
+        with open(os.path.join(output_dir, JSON_FILE)) as f:
+            recorded = json.load(f).get(CONFIG_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def write(result: Dict, output_dir: str) -> None:

@@ -22,6 +22,7 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from app import report
+from components.serving_versions import latest_pushed_model
 from trainer.config import top_k_label
 
 HTML_FILE = "report.html"
@@ -86,13 +87,9 @@ def _anomalies(uri: str) -> Dict:
 
 def _serving_model(result: Dict, config) -> Optional[Dict]:
     """The pushed model's SavedModel (latest version), else the latest trained model's."""
-    from app.cli import latest_pushed_model
-    from core.errors import UserError
-
-    try:
-        return {"path": latest_pushed_model(config.model_serving_dir), "pushed": True}
-    except UserError:
-        pass
+    pushed = latest_pushed_model(config.model_serving_dir)
+    if pushed is not None:
+        return {"path": pushed, "pushed": True}
     for model in reversed(list(result["models"].values())):
         if model.get("model_uri"):
             return {"path": f"{model['model_uri'].rstrip('/')}/Format-Serving", "pushed": False}

@@ -5,6 +5,8 @@ the Trainer's FactorizedTopK accuracies (train and eval), the Evaluator's
 TFMA accuracies, value floor and validation outcome, the blessing and where
 the Pusher pushed the model. `data_result(config)` returns what ExampleGen
 recorded about the data and the baselines' accuracies. Accuracies are keyed by k.
+`pushing_run_config(config, model_dir)` returns the config the run that pushed a
+served version ran with (pipeline.local_runner records it).
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ import ml_metadata as mlmd
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
+from tfx.dsl.compiler.constants import PIPELINE_RUN_CONTEXT_TYPE_NAME
 from tfx.types import artifact_utils, standard_artifacts
 
 from baselines.algorithms import accuracies_only
 from components import baselines
 from components.evaluator import CONFIDENCE_PROPERTY, FLOOR_BASELINE_PROPERTY, VALUE_FLOOR_PROPERTY
 from core import comparison
+from core.comparison import GATE_K
 from movielens import files
 from pipeline.config import PipelineConfig
+from pipeline.local_runner import RUN_CONFIG_PROPERTY
 from trainer import tfma_metric
-from trainer.config import GATE_K, METRICS_FILE, TOP_KS, metrics_by_k
+from trainer.config import METRICS_FILE, TOP_KS, metrics_by_k
 from trainer.tfma_metric import metric_name
 from transform import features as F
 
@@ -259,6 +264,33 @@ def user_history(config: PipelineConfig, user_id: str, before: int) -> List[tupl
             found += zip(parsed[F.MOVIE_ID].numpy()[mine].tolist(), parsed[F.TIMESTAMP].numpy()[mine].tolist(), strict=True)
     found = sorted(((m.decode(), int(t)) for m, t in found if t < before), key=lambda item: -item[1])
     return found[:config.ingested_history_length]
+
+
+# The Pusher's custom property on its PushedModel: the serving version directory it wrote (TFX's Pusher).
+_PUSHED_DESTINATION = "pushed_destination"
+
+
+def pushing_run_config(config: PipelineConfig, model_dir: str) -> Optional[PipelineConfig]:
+    """The config recorded by the run that pushed `model_dir`, a serving version directory (its PushedModel's
+    pushed_destination: the same version, the same path preferred), or None when that run recorded none."""
+    store = metadata_store(config)
+    run_types = [t.id for t in store.get_context_types() if t.name == PIPELINE_RUN_CONTEXT_TYPE_NAME]
+    version = model_dir.rstrip("/").rsplit("/", 1)[-1]
+    pushed = [(destination.rstrip("/") == model_dir.rstrip("/"), a.id) for a in
+              store.get_artifacts_by_type(standard_artifacts.PushedModel.TYPE_NAME)
+              for destination in [_custom(a, _PUSHED_DESTINATION)]
+              if destination and destination.rstrip("/").rsplit("/", 1)[-1] == version]
+    if not pushed or not run_types:
+        return None
+    artifact_id = max(pushed)[1]
+    for event in store.get_events_by_artifact_ids([artifact_id]):
+        if event.type not in _OUTPUT_EVENTS:
+            continue
+        for context in store.get_contexts_by_execution(event.execution_id):
+            recorded = context.custom_properties.get(RUN_CONFIG_PROPERTY)
+            if context.type_id == run_types[0] and recorded is not None:
+                return PipelineConfig.from_dict(json.loads(recorded.string_value))
+    return None
 
 
 def as_tfx(artifact: metadata_store_pb2.Artifact, artifact_class=standard_artifacts.Examples):

@@ -46,8 +46,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import core  # noqa: E402,F401  (Keras 2 before TensorFlow loads)
-
-GATE_K = 100
+from core.comparison import GATE_K  # noqa: E402
 
 
 def carve_train(data: str, split: str, out_dir: str) -> int:
@@ -211,7 +210,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:  # a child: one variant and seed on prepared artifacts
         from app.cli import model_overrides
-        from trainer.config import NAMED_CONFIGS, VARIANTS
+        from pipeline.config import VARIANTS
+        from trainer.config import NAMED_CONFIGS
 
         job = json.loads(args.one)
         config = NAMED_CONFIGS[args.config].replace(**model_overrides(args.set))
@@ -223,8 +223,7 @@ def main() -> None:
         print(json.dumps({"curve": values, "seconds": time.time() - started, "per_rating": per_rating}))
         return
 
-    from pipeline.config import NAMED_SPLITS
-    from trainer.config import VARIANTS
+    from pipeline.config import NAMED_SPLITS, VARIANTS
 
     split = args.split or NAMED_SPLITS[args.config]
     work = tempfile.mkdtemp(prefix="epoch-validation-")

@@ -28,8 +28,10 @@ Two publish protocols, by the base directory:
 
 On failure the staging or partial version directory is removed. Versions are
 Unix seconds, bumped past the newest existing version so two pushes in one
-second do not collide; an existing version is never written to. Unblessed
-models are handled exactly as by TFX (nothing is written).
+second do not collide; an existing version is never written to. What a version
+is, is components.serving_versions' rule, the one `recommend` and the report
+read the served versions by. Unblessed models are handled exactly as by TFX
+(nothing is written).
 """
 
 from __future__ import annotations
@@ -48,9 +50,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components.serving_versions import SAVED_MODEL_FILE, version_names
 from movielens import files
-
-SAVED_MODEL_FILE = "saved_model.pb"
 
 
 class PushError(RuntimeError):
@@ -58,15 +59,10 @@ class PushError(RuntimeError):
 
 
 def existing_versions(base_directory: str) -> List[int]:
-    """The version numbers under a TF Serving model directory.
-
-    Object-store listings (gs://) name directories with a trailing "/";
-    names that are not all digits (staging directories) are not versions.
-    """
+    """The version numbers under a TF Serving model directory (components.serving_versions.version_names)."""
     if not fileio.exists(base_directory):
         return []
-    names = (name.rstrip("/") for name in fileio.listdir(base_directory))
-    return sorted(int(name) for name in names if name.isdigit())
+    return [int(name) for name in version_names(fileio.listdir(base_directory))]
 
 
 def next_version(base_directory: str, now: Optional[float] = None) -> str:

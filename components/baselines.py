@@ -29,8 +29,9 @@ from tfx.types import artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from baselines.algorithms import Ragged, Split, compute
+from core.comparison import GATE_K
 from trainer import tfma_metric
-from trainer.config import GATE_K, metrics_by_k
+from trainer.config import metrics_by_k
 from transform import features as F
 
 EXAMPLES_KEY = "examples"

@@ -34,8 +34,8 @@ from tfx.utils import json_utils, proto_utils
 from baselines.algorithms import best_at, best_name_at
 from components import baselines as baselines_component
 from components import evaluator_extractors
+from core.comparison import GATE_K
 from trainer import tfma_metric
-from trainer.config import GATE_K
 
 FLOOR_FROM_BASELINES_KEY = "floor_from_baselines"
 VALUE_FLOOR_PROPERTY = "value_floor"

@@ -36,6 +36,10 @@ from typing import Dict, Optional
 
 import numpy as np
 
+# The deployment gate's k (pipeline.evaluation): the Evaluator blesses on top-GATE_K accuracy, the
+# baselines' floor and the paired comparisons are taken at it. Here, in core, because the gate's TFMA
+# metric (trainer.tfma_metric) and the Baselines component need it as well as the pipeline and the app.
+GATE_K = 100
 BOOTSTRAP_DRAWS = 2000
 BOOTSTRAP_SEED = 20231
 METHOD = (f"paired percentile bootstrap over users, {BOOTSTRAP_DRAWS} draws, seed {BOOTSTRAP_SEED}, "

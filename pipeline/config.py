@@ -4,7 +4,10 @@ It holds the model's config (`trainer.config.ModelConfig`, the Trainer's
 `custom_config`; named configs `tutorial` and `default`) and Transform's
 (`transform.config.TransformConfig`, `preprocessing_fn`'s custom_config):
 those live beside the code that reads them, which never imports this package.
-Every config validates itself on construction.
+Every config validates itself on construction. `to_dict` / `from_dict` are its
+JSON form: what a run records (report.json, ML Metadata) and `recommend` reads.
+The job's variants (VARIANTS) are here too: the pipeline names the Trainer's
+TensorBoard run after them and `submit` sets them (pipeline.kubeflow_runner).
 """
 
 from __future__ import annotations
@@ -13,20 +16,28 @@ import dataclasses
 import os
 import re
 import urllib.parse
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from core import comparison
 from core.errors import ConfigError, check_choice
 from movielens import files, spans
 from trainer import families
-from trainer.config import NAMED_CONFIGS, VARIANTS, ModelConfig  # noqa: F401  (VARIANTS: the job's models)
+from trainer.config import NAMED_CONFIGS, TENSORBOARD_RUN_KEY, ModelConfig
 from transform.config import TransformConfig
 
+# The two models the job trains (app.job), in order: name -> the model's use_timestamps. Also the name of
+# each one's TensorBoard run (trainer_custom_config) and the variants `submit` knows (pipeline.kubeflow_runner).
+VARIANTS: Dict[str, bool] = {"baseline": False, "timestamp": True}
 # The history ExampleGen stores for a model that reads none: the baselines' (item-kNN, EASE) history.
 BASELINE_HISTORY = 50
 # The password of a MySQL / MariaDB metadata store, when the URI has none.
 METADATA_PASSWORD_ENV = "MOVIELENS_TFX_METADATA_PASSWORD"
 _MYSQL_URI = "mysql://user[:password]@host[:port]/database"
+
+
+def variant_name(use_timestamps: bool) -> str:
+    """The variant a model with this use_timestamps is: "baseline" or "timestamp"."""
+    return next(name for name, flag in VARIANTS.items() if flag == bool(use_timestamps))
 
 
 def redact_uri(uri: str) -> str:
@@ -118,6 +129,12 @@ class MySQLMetadata:
     def location(self) -> str:
         """The store's URI without the password: what messages and reports show."""
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def uri_without_password(self) -> str:
+        """A URI that parses back to this store, without the password (taken from the environment then)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"mysql://{urllib.parse.quote(self.user, safe='')}@{host}:{self.port}/{self.database}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,8 +324,10 @@ class PipelineConfig:
         return self.transform.replace(tutorial_features=families.get(self.model.family).TUTORIAL_FEATURES)
 
     def trainer_custom_config(self) -> Dict:
-        """The Trainer's custom_config: the model config plus cloud training keys."""
-        return {**self.model.to_custom_config(), **(self.cloud.training_custom_config() if self.cloud else {})}
+        """The Trainer's custom_config: the model config, the TensorBoard run's name (the variant the model
+        is: trainer.config.TENSORBOARD_RUN_KEY) plus cloud training keys."""
+        return {**self.model.to_custom_config(), TENSORBOARD_RUN_KEY: variant_name(self.model.use_timestamps),
+                **(self.cloud.training_custom_config() if self.cloud else {})}
 
     @property
     def pipeline_root(self) -> str:
@@ -370,6 +389,37 @@ class PipelineConfig:
     def with_model(self, **changes) -> "PipelineConfig":
         """A copy whose model config has `changes` (validated: see ModelConfig.replace)."""
         return dataclasses.replace(self, model=self.model.replace(**changes))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """This config as JSON values: what a run records (report.json; ML Metadata, pipeline.local_runner).
+
+        from_dict(to_dict()) is this config, but for a password in metadata_uri: never recorded (the URI
+        is kept without it; the store's password is then taken from $MOVIELENS_TFX_METADATA_PASSWORD).
+        """
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out.update(
+            drift_thresholds=[[feature, threshold] for feature, threshold in self.drift_thresholds],
+            transform=self.transform.to_custom_config(),
+            model=self.model.to_custom_config(),
+            cloud=dataclasses.asdict(self.cloud) if self.cloud is not None else None,
+            metadata_uri=self.metadata_mysql.uri_without_password if self.metadata_uri is not None else None,
+        )
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "PipelineConfig":
+        """The config `to_dict` returned (validated; a key this version does not know is ignored)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        out = {k: v for k, v in values.items() if k in fields}
+        if "drift_thresholds" in out:
+            out["drift_thresholds"] = tuple((feature, threshold) for feature, threshold in out["drift_thresholds"])
+        if "transform" in out:
+            out["transform"] = TransformConfig.from_custom_config(out["transform"])
+        if "model" in out:
+            out["model"] = ModelConfig.from_custom_config(out["model"])
+        if out.get("cloud") is not None:
+            out["cloud"] = CloudConfig(**out["cloud"])
+        return cls(**out)
 
 
 # The split each named config is judged on by default: the tutorial's own

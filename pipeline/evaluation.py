@@ -27,9 +27,10 @@ import tensorflow_model_analysis as tfma
 from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx.proto import distribution_validator_pb2
 
+from core.comparison import GATE_K
 from pipeline.config import PipelineConfig
 from trainer import tfma_metric
-from trainer.config import GATE_K, TOP_KS
+from trainer.config import TOP_KS
 from trainer.export import EVAL_SIGNATURE
 
 SLICE_FEATURES = ("user_in_train", "history_bucket")

@@ -5,7 +5,8 @@ TFX's KubeflowV2DagRunner: nothing is uploaded and no credentials are needed.
 Model code is referenced by module name (transform.preprocessing, trainer.task)
 and is installed in `image` (see Dockerfile). The Trainer's custom_config is
 the RuntimeParameter `model_config`, so one spec serves both variants:
-`job_arguments` sets `use_timestamps` in it for the variant being submitted.
+`job_arguments` sets `use_timestamps` in it for the variant being submitted
+(and the variant's name, the Trainer's TensorBoard run).
 
 A span-aware spec (split "span", continuous training) also has the
 RuntimeParameter `range_config`: the span the run ingests (`job_arguments`
@@ -27,6 +28,7 @@ from tfx import v1 as tfx
 from movielens.spans import SPAN_SPLIT, WINDOW_IN_EXAMPLE_GEN
 from pipeline.config import VARIANTS, PipelineConfig
 from pipeline.pipeline import MODEL_CONFIG_PARAMETER, RANGE_CONFIG_PARAMETER, create_pipeline, span_range_config
+from trainer.config import TENSORBOARD_RUN_KEY
 
 # Pipeline spec schema 2.1.0, for both targets. With TFX's default (2.0.0) the
 # container gets no `--json_serialized_inputs_spec_args` and reads only the
@@ -87,7 +89,7 @@ def job_arguments(spec_path: str, variant: str, project: str, region: str, servi
         raise ValueError(f"unknown variant {variant!r}: use {' or '.join(VARIANTS)}")
     if not project or not region:
         raise ValueError("--project and --region are required to submit to Vertex AI")
-    model_config = {**default_model_config(spec_path), "use_timestamps": VARIANTS[variant]}
+    model_config = {**default_model_config(spec_path), "use_timestamps": VARIANTS[variant], TENSORBOARD_RUN_KEY: variant}
     with open(spec_path) as f:
         root = json.load(f)["runtimeConfig"]["gcsOutputDirectory"]
     parameters = {MODEL_CONFIG_PARAMETER: json.dumps(model_config, sort_keys=True)}

@@ -6,6 +6,15 @@ the cache). ML Metadata is SQLite in the output directory, or a shared
 MySQL / MariaDB store (config.metadata_uri): that one is checked first, so a
 wrong password or an unreachable server is one line naming the host, and its
 password is kept out of every log record.
+
+Each run records the config it ran with (PipelineConfig.to_dict, as JSON) in
+ML Metadata, as the custom property RUN_CONFIG_PROPERTY of its pipeline_run
+context: TFX's record of one run, which every execution of the run belongs
+to. A run's settings are the run's, not one component's (each component's own
+share is already in its execution's properties, the Trainer's custom_config
+for the model); KFP and Vertex AI likewise keep a run's parameters with the
+run. From a served model, its Pusher execution leads to that context
+(app.results.pushing_run_config: what `recommend` reads).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import json
 import logging
 import os
 import resource
@@ -22,6 +32,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.dsl.compiler.constants import PIPELINE_RUN_CONTEXT_TYPE_NAME
 from tfx.orchestration.pipeline import RunOptions
 from tfx.orchestration.portable import launcher
 
@@ -32,6 +43,9 @@ from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_components, create_pipeline, latest_span, window_spans
 
 Progress = Callable[[str], None]
+# The custom property of a run's pipeline_run context (PIPELINE_RUN_CONTEXT_TYPE_NAME) that holds the
+# config it ran with, PipelineConfig.to_dict as JSON (see the module docstring).
+RUN_CONFIG_PROPERTY = "pipeline_config"
 
 
 class MetadataUnavailable(UserError):
@@ -75,6 +89,7 @@ class _LocalDagRunner(tfx.orchestration.LocalDagRunner):
     def __init__(self, password: str = ""):
         super().__init__()
         self._password = password
+        self.run_id: Optional[str] = None  # the last run's, once it ran (its pipeline_run context's name)
 
     def run_with_ir(self, pipeline, run_options=None):
         if self._password:
@@ -84,7 +99,30 @@ class _LocalDagRunner(tfx.orchestration.LocalDagRunner):
             holder = deployment.metadata_connection_config  # as LocalDagRunner reads it
             getattr(holder, holder.WhichOneof("connection_config")).mysql.password = self._password
             pipeline.deployment_config.Pack(deployment)
-        return super().run_with_ir(pipeline, run_options=run_options)
+        result = super().run_with_ir(pipeline, run_options=run_options)
+        # LocalDagRunner set the run id in the pipeline (in place) before running it.
+        self.run_id = pipeline.runtime_spec.pipeline_run_id.field_value.string_value or None
+        return result
+
+
+def record_run_config(config: PipelineConfig, run_id: Optional[str]) -> None:
+    """Records `config` on the pipeline_run context of run `run_id` (RUN_CONFIG_PROPERTY); nothing when no
+    component of the run registered it."""
+    if not run_id:
+        return
+    store = mlmd.MetadataStore(config.metadata_connection_config())
+    context = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT_TYPE_NAME, run_id)
+    if context is None:
+        return
+    context.custom_properties[RUN_CONFIG_PROPERTY].string_value = json.dumps(config.to_dict(), sort_keys=True)
+    store.put_contexts([context])
+
+
+def _run(config: PipelineConfig, password: str, ingest_only: bool = False, run_options=None) -> None:
+    """One run of the pipeline of `config` by the LocalDagRunner, which records its config."""
+    runner = _LocalDagRunner(password)
+    runner.run(create_pipeline(config, ingest_only=ingest_only), run_options=run_options)
+    record_run_config(config, runner.run_id)
 
 
 @contextlib.contextmanager
@@ -264,6 +302,6 @@ def run_pipeline(config: PipelineConfig, progress: Optional[Progress] = None,
             config = config.replace(span=latest_span(config) if config.span is None else config.span)
             for span in spans_to_ingest(config, *window_spans(config)):
                 say(f"--- ingesting span {span} (in the training window of span {config.span})")
-                _LocalDagRunner(password).run(create_pipeline(config.replace(span=span), ingest_only=True))
-        _LocalDagRunner(password).run(create_pipeline(config), run_options=run_options)
+                _run(config.replace(span=span), password, ingest_only=True)
+        _run(config, password, run_options=run_options)
     return timings

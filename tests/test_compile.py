@@ -5,7 +5,8 @@ import json
 import pytest
 from kfp import components
 
-from trainer.config import NAMED_CONFIGS
+from components.example_gen import read_settings
+from trainer.config import NAMED_CONFIGS, TENSORBOARD_RUN_KEY
 
 IMAGE = "us-docker.pkg.dev/p/r/movielens-tfx:1"
 
@@ -80,6 +81,9 @@ def test_submit_dry_run_sets_use_timestamps_per_variant(specs, cli):
     assert [j["job"]["display_name"] for j in jobs] == ["movielens-tfx-baseline", "movielens-tfx-timestamp"]
     flags = [json.loads(j["job"]["parameter_values"]["model_config"])["use_timestamps"] for j in jobs]
     assert flags == [False, True]
+    # Each variant's Trainer names its TensorBoard run after it, as in a local run.
+    runs = [json.loads(j["job"]["parameter_values"]["model_config"])[TENSORBOARD_RUN_KEY] for j in jobs]
+    assert runs == ["baseline", "timestamp"]
     assert jobs[0]["init"] == {"project": "my-proj", "location": "europe-west4"}
     assert jobs[0]["job"]["pipeline_root"] == "gs://bucket/root/pipeline"
 
@@ -90,3 +94,16 @@ def test_submit_and_compile_argument_errors(tmp_path, cli):
     result = cli("compile", "--target", "vertex", "--image", IMAGE, "--data", "gs://b/d", "--root", "gs://b/r",
                  "--output", str(tmp_path / "p.json"))
     assert result.returncode == 2 and "--target vertex needs --project" in result.stderr
+
+
+def test_compile_writes_the_model_and_ingestion_options_into_the_spec(tmp_path, cli):
+    path = tmp_path / "spec.json"
+    result = cli("compile", "--target", "kubeflow", "--output", str(path), "--image", IMAGE, "--data", "gs://b/d",
+                 "--root", "gs://b/r", "--set", "epochs=5", "--max-bad-rows", "3", "--train-fraction", "0.7")
+    assert result.returncode == 0, result.stderr[-3000:]
+    job = json.load(open(path))
+    model_config = json.loads(job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]["model_config"]["defaultValue"])
+    assert model_config["epochs"] == 5 and model_config["history_length"] == NAMED_CONFIGS["default"].history_length
+    ratings_gen = job["pipelineSpec"]["root"]["dag"]["tasks"]["RatingsExampleGen"]
+    settings = read_settings({"custom_config": ratings_gen["inputs"]["parameters"]["custom_config"]["runtimeValue"]["constant"]})
+    assert (settings["max_bad_rows"], settings["train_fraction"], settings["split_method"]) == (3, 0.7, "temporal")

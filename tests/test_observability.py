@@ -1,27 +1,36 @@
 """What a user sees of a run: quiet commands (logs in a file, --verbose shows them),
-the training curves in TensorBoard, report.html in a browser.
+the training curves in TensorBoard, report.html in a browser, the run's config
+recorded and read back by `recommend`.
 
-One small run through the command line (both variants, fast settings) is shared
-by the module's tests.
+One small run through the command line (both variants, fast settings, a model
+reading HISTORY movies) is shared by the module's tests.
 """
 
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
+import ml_metadata as mlmd
 import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
+from app.results import metadata_store, user_history
 from movielens import synthetic
+from pipeline.config import PipelineConfig
+from pipeline.local_runner import RUN_CONFIG_PROPERTY
 from trainer.config import TENSORBOARD_EVAL, TENSORBOARD_STEPS, TENSORBOARD_TRAIN, TOP_KS, top_k_tag
 
 FAST = ["--config", "tutorial", "--set", "epochs=2", "--set", "batch_size=256", "--value-floor", "0"]
+# The run's model reads the 7 latest movies of a user (--set history_length): `recommend` must read as many,
+# from the run's recorded config, not the defaults' 50.
+HISTORY = 7
 IMAGE = "us-docker.pkg.dev/p/r/movielens-tfx:1"
 # What TensorFlow, absl, Beam and third-party libraries write to stderr.
 LOG_LINE = re.compile(
@@ -37,7 +46,7 @@ def run(tmp_path_factory, cli):
     tmp = tmp_path_factory.mktemp("observability")
     data = synthetic.generate(str(tmp / "data"), num_users=60, num_movies=150, num_ratings=3000, seed=6)
     out = str(tmp / "out")
-    result = cli("run", "--data", data, "--output", out, *FAST, timeout=1200)
+    result = cli("run", "--data", data, "--output", out, *FAST, "--set", f"history_length={HISTORY}", timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     return {"tmp": tmp, "out": out, "result": result}
 
@@ -86,6 +95,50 @@ def test_verbose_shows_the_logs_and_still_writes_the_file(run, cli):
     assert LOG_LINE.search(verbose.stderr), verbose.stderr[:2000]
     assert verbose.stdout.startswith("top 10 for user 42")
     assert os.path.getsize(log) > before
+
+
+def _run_configs(metadata_path):
+    """The configs recorded on the pipeline_run contexts of ML Metadata, in run order."""
+    store = metadata_store(metadata_path)
+    contexts = sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: c.id)
+    return [PipelineConfig.from_dict(json.loads(c.custom_properties[RUN_CONFIG_PROPERTY].string_value))
+            for c in contexts if RUN_CONFIG_PROPERTY in c.custom_properties]
+
+
+def test_the_runs_config_is_recorded_and_recommend_reads_its_history_length(run, cli, tmp_path):
+    out = run["out"]
+    recorded = PipelineConfig.from_dict(json.load(open(os.path.join(out, "report.json")))["pipeline_config"])
+    assert (recorded.config_name, recorded.model.history_length, recorded.ingested_history_length) == ("tutorial", 7, 7)
+    assert recorded.model.epochs == 2 and recorded.value_floor == 0 and recorded.output_dir == out
+    # In ML Metadata, on each variant's run: the job's config with the variant's use_timestamps.
+    runs = _run_configs(os.path.join(out, "metadata.sqlite"))
+    assert [c.model.use_timestamps for c in runs] == [False, True]
+    assert all(c.with_model(use_timestamps=False) == recorded for c in runs)
+
+    answer = json.loads(cli("recommend", "--user", "42", "--json", "--output", out, check=True).stdout)
+    stored = [movie for movie, _ in user_history(recorded, "42", before=answer["timestamp"])]
+    assert answer["history"] == stored and len(stored) == HISTORY
+    defaults = [movie for movie, _ in user_history(PipelineConfig(data_path="", output_dir=out), "42",
+                                                   before=answer["timestamp"])]
+    assert len(defaults) > HISTORY and defaults[:HISTORY] == stored  # what reading the defaults would have done
+
+    # report.json gone (a replay writes none): ML Metadata's record of the run that pushed the model.
+    old = str(tmp_path / "old")
+    shutil.copytree(out, old)
+    os.remove(os.path.join(old, "report.json"))
+    result = cli("recommend", "--user", "42", "--json", "--output", old, "--timestamp", str(answer["timestamp"]))
+    assert (result.returncode, result.stderr) == (0, "") and json.loads(result.stdout)["history"] == stored
+    # An output from before configs were recorded: the defaults, with a note.
+    store = mlmd.MetadataStore(PipelineConfig(data_path="", output_dir=old).metadata_connection_config())
+    contexts = store.get_contexts_by_type("pipeline_run")
+    for context in contexts:
+        del context.custom_properties[RUN_CONFIG_PROPERTY]
+    store.put_contexts(contexts)
+    assert _run_configs(os.path.join(old, "metadata.sqlite")) == []
+    result = cli("recommend", "--user", "42", "--json", "--output", old, "--timestamp", str(answer["timestamp"]))
+    assert result.returncode == 0 and json.loads(result.stdout)["history"] == defaults
+    assert result.stderr == (f"note: {old} records no pipeline config (report.json, ML Metadata: it predates them): the "
+                             "user's history is read up to the default length, 50 movies\n")
 
 
 def _scalars(run_dir):

@@ -12,10 +12,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from core.errors import ConfigError, check_choice
 
-# Top-k accuracies measured by the Trainer, the Evaluator and the baselines.
+# Top-k accuracies measured by the Trainer, the Evaluator and the baselines (the gate's k,
+# core.comparison.GATE_K, is one of them).
 TOP_KS: Tuple[int, ...] = (1, 5, 10, 50, 100)
-# The Evaluator blesses on top-GATE_K accuracy.
-GATE_K = 100
 OPTIMIZERS = ("adagrad", "adam")
 HISTORY_ENCODERS = ("mean", "attention")
 # The model families (ModelConfig.family), one module each in trainer.families: "tutorial", the TFRS
@@ -23,13 +22,6 @@ HISTORY_ENCODERS = ("mean", "attention")
 # the movie. Only "history" reads the history (history_length >= 1 movies).
 FAMILIES = ("tutorial", "history")
 TIME_FEATURES = ("history_age", "since_previous", "calendar")
-# The two models the job trains, in order: name -> use_timestamps.
-VARIANTS: Dict[str, bool] = {"baseline": False, "timestamp": True}
-
-
-def variant_name(use_timestamps: bool) -> str:
-    """The variant a model with this use_timestamps is: "baseline" or "timestamp"."""
-    return next(name for name, flag in VARIANTS.items() if flag == bool(use_timestamps))
 
 
 def top_k_label(k: int) -> str:
@@ -220,12 +212,17 @@ NAMED_CONFIGS: Dict[str, ModelConfig] = {
 CATALOG_PATTERN_KEY = "catalog_file_pattern"
 METRICS_FILE = "metrics.json"
 # TensorBoard logs of a training run, the TFX convention (in model_run_dir):
-# <model_run_dir>/<variant_name>/train: epoch_loss and epoch_learning_rate
+# <model_run_dir>/<run>/train: epoch_loss and epoch_learning_rate
 # (Keras' TensorBoard callback), batch_loss and batch_steps_per_second every
 # TENSORBOARD_STEPS steps (trainer.metrics.BatchSummaries),
 # the config as text, and top-k accuracy on the train sample;
-# <model_run_dir>/<variant_name>/eval: top-k accuracy on the eval split.
+# <model_run_dir>/<run>/eval: top-k accuracy on the eval split.
 # Top-k accuracy is measured once, after the last epoch: step epochs - 1.
+# <run> is custom_config[TENSORBOARD_RUN_KEY]: the pipeline puts the name of
+# the job's variant there (pipeline.config.PipelineConfig.trainer_custom_config),
+# so TensorBoard on the runs' common parent tells the variants apart; without
+# it the logs go to <model_run_dir> itself.
+TENSORBOARD_RUN_KEY = "tensorboard_run"
 TENSORBOARD_TRAIN, TENSORBOARD_EVAL = "train", "eval"
 TENSORBOARD_STEPS = 10
 

@@ -13,7 +13,14 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from trainer import export
-from trainer.config import METRICS_FILE, TENSORBOARD_EVAL, TENSORBOARD_TRAIN, ModelConfig, top_k_tag, variant_name
+from trainer.config import (
+    METRICS_FILE,
+    TENSORBOARD_EVAL,
+    TENSORBOARD_RUN_KEY,
+    TENSORBOARD_TRAIN,
+    ModelConfig,
+    top_k_tag,
+)
 from trainer.data import METRICS_BATCH, RAW_MOVIE_ID
 from trainer.model import RetrievalModel
 from transform import features as F
@@ -150,9 +157,10 @@ class BatchSummaries(tf.keras.callbacks.Callback):
         self._writer.close()
 
 
-def tensorboard_dir(model_run_dir: str, config: ModelConfig) -> str:
-    """Where the run's TensorBoard logs go: <model_run_dir>/<variant name>."""
-    return f"{model_run_dir.rstrip('/')}/{variant_name(config.use_timestamps)}"
+def tensorboard_dir(model_run_dir: str, custom_config: Dict) -> str:
+    """Where the run's TensorBoard logs go: <model_run_dir>/<run> (trainer.config.TENSORBOARD_RUN_KEY)."""
+    run = custom_config.get(TENSORBOARD_RUN_KEY)
+    return f"{model_run_dir.rstrip('/')}/{run}" if run else model_run_dir.rstrip("/")
 
 
 def write_top_k_summaries(log_dir: str, metrics: Dict, config: ModelConfig, epochs: int) -> None:

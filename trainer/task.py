@@ -1,14 +1,15 @@
 """The Trainer's `run_fn`: build the retrieval model of the config's family, train it, measure it, export it.
 
 `fn_args.custom_config` holds a ModelConfig (trainer.config) plus the catalog's
-file pattern (added by components.retrieval_trainer). The run writes:
+file pattern (added by components.retrieval_trainer) and the TensorBoard run's
+name (the job's variant, added by the pipeline). The run writes:
   serving_model_dir   the SavedModel (trainer.export): raw inputs -> top-K movies
   serving_model_dir/assets.extra/warm_start   the weights and vocabularies a later
                       run can warm start from (trainer.warm_start)
   model_run_dir/metrics.json   FactorizedTopK accuracies on train and eval, loss
                       per epoch, epochs trained, wall time; with warm_start in the
                       config, what was copied from the base model (`warm_start`)
-  model_run_dir/<variant>/{train,eval}   TensorBoard logs (trainer.config):
+  model_run_dir/<run>/{train,eval}   TensorBoard logs (trainer.config):
                       loss per epoch and per TENSORBOARD_STEPS steps, learning
                       rate, top-k accuracy on train and eval
 
@@ -139,7 +140,7 @@ def run_fn(fn_args) -> None:
         # Trainer's base_model channel), None on the first run.
         warm = start_from_base(model, tf_transform_output, fn_args.base_model, train)
     epochs = config.epochs_to_train(bool(warm and warm["warm_started"]))
-    log_dir = tensorboard_dir(fn_args.model_run_dir, config)
+    log_dir = tensorboard_dir(fn_args.model_run_dir, fn_args.custom_config)
     callbacks = [
         LearningRateLogger(),
         # Epoch logs; the step logs are BatchSummaries' (without the per-step cost).

@@ -30,7 +30,7 @@ from tensorflow_model_analysis.constants import FEATURES_KEY, PREDICTIONS_KEY
 from tensorflow_model_analysis.metrics import metric_types
 
 from core import comparison
-from trainer.config import GATE_K
+from core.comparison import GATE_K
 from trainer.export import hit_output
 from transform import features as F
 

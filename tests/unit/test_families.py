@@ -60,7 +60,7 @@ def test_the_named_configs_name_their_family_and_a_family_switch_is_two_settings
     assert NAMED_CONFIGS["default"].replace(family="tutorial", history_length=0).family == "tutorial"
 
     def model(*argv):
-        return cli.build_config(cli.parser().parse_args(["run", "--data", "d", *argv])).model
+        return cli.config_from_args(cli.parser().parse_args(["run", "--data", "d", *argv])).model
 
     assert model("--set", "history_length=80").family == "history"  # the default config
     assert model("--set", "family=tutorial", "--set", "history_length=0").family == "tutorial"
