@@ -14,12 +14,11 @@ pairs measure (core.comparison.noise_of): how the gate's default was set.
 
 planted: the session generator with and without planted context
 (synthetic.generate(context_effect=...): movies tied to the time of day). On
-each, the main job (the baseline variant, then the timestamp variant with the
-calendar features, hour and weekday, which the planted context needs): prints
-the timestamp model's comparison with the baseline model and whether it was
-blessed. With context it should be blessed with an interval clear of zero;
-without, it must not be. (Measured: it is not blessed with context either; see
-docs/evaluation.md.)
+each, the main job (the baseline variant, then the default timestamp variant,
+the one `make run` trains, whose hour affinity can read the planted context):
+prints the timestamp model's comparison with the baseline model and whether it
+was blessed. With context it must be blessed with an interval clear of zero;
+without, it must not be (tests/test_gate_uncertainty.py checks both).
 
 cost: core.comparison's bootstrap on per-rating hits of the size of a 1M-rating
 run's eval split (its users: synthetic.at_scale's N/160), timed.
@@ -88,11 +87,9 @@ def aa(args) -> None:
 
 
 def planted(args) -> None:
-    # The default timestamp variant reads no time of day; the planted context needs the calendar features.
-    model = {} if args.default_features else {"time_features": ("history_age", "calendar")}
     for effect in (args.effect, 0.0):
         data = synthetic_data(effect)
-        result = _job(data, tempfile.mkdtemp(prefix=f"gate-planted-{effect}-"), ["baseline", "timestamp"], **model)
+        result = _job(data, tempfile.mkdtemp(prefix=f"gate-planted-{effect}-"), ["baseline", "timestamp"])
         models = result["models"]
         print(f"context_effect {effect}: baseline {models['baseline']['eval'][100]:.4f}; "
               + _line("timestamp", models["timestamp"]), flush=True)
@@ -126,8 +123,6 @@ def main() -> None:
     p.set_defaults(func=aa)
     p = sub.add_parser("planted")
     p.add_argument("--effect", type=float, default=0.5)
-    p.add_argument("--default-features", action="store_true",
-                   help="the default timestamp variant (history ages only) instead of ages + hour and weekday")
     p.set_defaults(func=planted)
     p = sub.add_parser("cost")
     p.add_argument("--ratings", type=int, default=1_000_000)

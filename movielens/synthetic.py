@@ -12,10 +12,13 @@ or CSV layout, with structure a retrieval model can learn:
 `context_effect` (in [0, 1], with sessions) plants the same kind of
 context in session data: each movie belongs to one of the four 6-hour periods
 of the day, and with this probability a rating's movie is drawn from the
-movies of the period its time falls in (by popularity at that time), instead
-of by the user's history or taste. Only a model that reads the rating's time
-of day can learn it (the timestamp variant's calendar features); at 0 the
-data are those of `sessions=True` byte for byte.
+movies of the period its time falls in, instead of by the user's history or
+taste: by popularity at that time ** _CONTEXT_POPULARITY (flatter, so that the
+period's own movies, not the few hits of every period, carry the effect), and
+drawn again among them (_CONTEXT_ATTEMPTS times) when the user rated the one
+drawn. Only a model that reads the rating's time of day can learn it (the
+timestamp variant's hour affinity); at 0 the data are those of
+`sessions=True` byte for byte.
 
 Those ratings are drawn independently, in no order: a user's history says
 little beyond their taste, and a history model does not learn from them (at
@@ -172,6 +175,8 @@ _NEW_BOOST, _NEW_DAYS = 4.0, 60.0  # a new movie is (1 + 4 e^(-age/60 d)) times 
 _SPAN_DAYS, _SPAN_SIGMA = 5.0, 2.5  # a user's active period: lognormal, median 5 days
 _PERIODS_OF_POPULARITY = 40  # popularity changes in this many steps over the period
 _ATTEMPTS = 12  # draws for a rating before it is left out (every movie the user rated is drawn again)
+_CONTEXT_ATTEMPTS = 6  # a rating in context draws from its period's movies this many times before any movie
+_CONTEXT_POPULARITY = 0.5  # in context, movies are drawn by popularity ** this: a period's less popular movies too
 
 
 def _activity(rng: np.random.RandomState, num_users: int, num_ratings: int, cap: int) -> np.ndarray:
@@ -264,7 +269,7 @@ def _sessions(rng: np.random.RandomState, num_users: int, num_movies: int, num_r
         in_context = rng.rand(len(users)) < context_effect
         of_day = (timestamps % 86400) // (86400 // _PERIODS)
         by_context = period * _PERIODS + of_day
-        context_of = _Sampler(_cdf(weight[:, None, :] * (period_of_movie[None, None, :]
+        context_of = _Sampler(_cdf(weight[:, None, :] ** _CONTEXT_POPULARITY * (period_of_movie[None, None, :]
                                                          == np.arange(_PERIODS)[None, :, None])).reshape(-1, num_movies))
 
     movies = np.full(len(users), -1, np.int64)
@@ -279,8 +284,8 @@ def _sessions(rng: np.random.RandomState, num_users: int, num_movies: int, num_r
         anything = kind[rows] >= _P_NEIGHBOUR + _P_TASTE
         repeat = np.ones(len(rows), bool)
         for attempt in range(_ATTEMPTS):  # a repeat is drawn again: a similar movie, then anything
-            similar = repeat & (neighbour if attempt == 0 else np.full(len(rows), position > 0 and attempt <= 4))
-            by_day = repeat & contextual & (attempt == 0)
+            by_day = repeat & contextual & (attempt < _CONTEXT_ATTEMPTS)
+            similar = repeat & ~by_day & (neighbour if attempt == 0 else np.full(len(rows), position > 0 and attempt <= 4))
             group = repeat & ~similar & ~anything & ~by_day & (attempt == 0)
             other = repeat & ~similar & ~group & ~by_day
             if by_day.any():

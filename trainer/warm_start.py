@@ -81,7 +81,8 @@ def vocabulary_tables(model: tf.keras.Model) -> Dict[str, str]:
     by_id = {}
     for module in (model, *model.submodules):
         for attribute, vocabulary in getattr(type(module), "VOCABULARY_TABLES", {}).items():
-            by_id[id(getattr(module, attribute).embeddings)] = vocabulary
+            if hasattr(module, attribute):  # a table the model's config leaves out is absent
+                by_id[id(getattr(module, attribute).embeddings)] = vocabulary
     return {name: by_id[id(weight)] for name, weight in weight_names(model).items() if id(weight) in by_id}
 
 

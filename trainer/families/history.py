@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer.config import ModelConfig
+from trainer.config import AFFINITY_FEATURES, ModelConfig
 from trainer.model import first_known, history_indices, pooled_history, projection
 from transform import features as F
 
@@ -30,28 +30,41 @@ def towers(tf_transform_output: tft.TFTransformOutput, config: ModelConfig) -> T
     return HistoryQueryTower(candidate_tower, num_movies, config), candidate_tower
 
 
+def uses_affinity(config: ModelConfig) -> bool:
+    """Whether the rating's time scores movies through their affinity vectors (an *_affinity time feature)."""
+    return config.use_timestamps and any(name in AFFINITY_FEATURES for name in config.time_features)
+
+
 class MovieCandidateTower(tf.keras.Model):
-    """Movie -> candidate embedding, float32 [batch, embedding_dim] (L2-normalised with `normalize`).
+    """Movie -> candidate embedding, float32 [batch, embedding_dim] (L2-normalised with `normalize`), and with
+    an affinity time feature the movie's affinity vector after it: [batch, embedding_dim + affinity_dim].
 
     Input: movie_index int64 [batch] (or [batch, n]: embeds each). The
     embedding table `movie_embedding` is shared with HistoryQueryTower.
     """
 
     key = F.MOVIE_INDEX
-    VOCABULARY_TABLES = {"movie_embedding": F.MOVIE_VOCAB}
+    # A table absent from a model (the affinities without an affinity feature) is skipped by trainer.warm_start.
+    VOCABULARY_TABLES = {"movie_embedding": F.MOVIE_VOCAB, "affinity_embedding": F.MOVIE_VOCAB}
 
     def __init__(self, num_movies: int, config: ModelConfig):
         super().__init__(name="candidate_tower")
         # +1: the vocabulary's OOV bucket.
         self.movie_embedding = tf.keras.layers.Embedding(num_movies + 1, config.embedding_dim, name="movie_embedding")
         self._normalize = config.normalize
+        if uses_affinity(config):
+            self.affinity_embedding = tf.keras.layers.Embedding(num_movies + 1, config.affinity_dim,
+                                                                name="movie_affinity_embedding")
 
     def embed(self, movie_index: tf.Tensor) -> tf.Tensor:
         return self.movie_embedding(movie_index)
 
     def call(self, features: Dict[str, tf.Tensor]) -> tf.Tensor:
         out = self.embed(features[F.MOVIE_INDEX])
-        return tf.math.l2_normalize(out, axis=-1) if self._normalize else out
+        out = tf.math.l2_normalize(out, axis=-1) if self._normalize else out
+        if hasattr(self, "affinity_embedding"):
+            out = tf.concat([out, self.affinity_embedding(features[F.MOVIE_INDEX])], axis=-1)
+        return out
 
 
 class HistoryQueryTower(tf.keras.Model):
@@ -68,7 +81,10 @@ class HistoryQueryTower(tf.keras.Model):
     the query token alone. Time features: embeddings of the calendar and of
     the gap since the previous rating (each dropped whole while training with
     probability time_dropout), and each history movie's age added to its
-    embedding.
+    embedding. With the affinity features, the embeddings of the rating's hour
+    and weekday (affinity_dim each, summed, dropped whole with time_dropout)
+    follow the normalised query, float32 [batch, d + affinity_dim]: the score
+    gains their dot product with the movie's affinity vector.
     """
 
     def __init__(self, movies: MovieCandidateTower, num_movies: int, config: ModelConfig):
@@ -97,6 +113,12 @@ class HistoryQueryTower(tf.keras.Model):
         if "history_age" in self._time:
             self.age_embedding = tf.keras.layers.Embedding(F.NUM_LOG_BUCKETS, d, name="history_age_embedding")
         self.projection = projection(config.tower_layers, d, "query_projection")
+        if "hour_affinity" in self._time:
+            self.hour_affinity = tf.keras.layers.Embedding(F.HOURS_PER_DAY, config.affinity_dim,
+                                                           name="hour_affinity_embedding")
+        if "weekday_affinity" in self._time:
+            self.weekday_affinity = tf.keras.layers.Embedding(F.DAYS_PER_WEEK, config.affinity_dim,
+                                                              name="weekday_affinity_embedding")
 
     def call(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         aligned = [history_indices(features, F.HISTORY_AGE)] if "history_age" in self._time else []
@@ -123,4 +145,13 @@ class HistoryQueryTower(tf.keras.Model):
             timed = [self.time_dropout(part, training=training) for part in timed]
         parts += timed
         out = self.projection(tf.concat(parts, axis=1))
-        return tf.math.l2_normalize(out, axis=-1) if self._normalize else out
+        out = tf.math.l2_normalize(out, axis=-1) if self._normalize else out
+        affinity = [layer(features[name]) for layer, name in ((getattr(self, "hour_affinity", None), F.HOUR_OF_DAY),
+                                                              (getattr(self, "weekday_affinity", None), F.DAY_OF_WEEK))
+                    if layer is not None]
+        if affinity:
+            context = tf.add_n(affinity)
+            if self.time_dropout is not None:
+                context = self.time_dropout(context, training=training)
+            out = tf.concat([out, context], axis=-1)
+        return out
