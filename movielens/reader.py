@@ -409,7 +409,7 @@ def load(path: str, max_bad_rows: int = 0) -> MovieLensData:
 # One dataset, explicitly bounded: ExampleGen's executor validates and splits
 # the data, and its Beam workers (in the same process when Beam runs
 # in-process) encode it; this spares the workers a second parse, which costs
-# as much as the first (LOAD_SECONDS in bench/ figures: about 5 s per 1M ratings).
+# as much as the first (docs/performance.md: about 5 s per 1M ratings).
 _cache: Dict[Tuple, MovieLensData] = {}
 
 
