@@ -46,7 +46,8 @@ def run(tmp_path_factory, cli):
     tmp = tmp_path_factory.mktemp("observability")
     data = synthetic.generate(str(tmp / "data"), num_users=60, num_movies=150, num_ratings=3000, seed=6)
     out = str(tmp / "out")
-    result = cli("run", "--data", data, "--output", out, *FAST, "--set", f"history_length={HISTORY}", timeout=1200)
+    result = cli("run", "--data", data, "--output", out, *FAST, "--set", "family=history", "--set", f"history_length={HISTORY}",
+                 timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     return {"tmp": tmp, "out": out, "result": result}
 
