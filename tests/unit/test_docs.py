@@ -19,7 +19,7 @@ README_MAX_LINES = 200
 # What a repository path in a page starts with: the layout's folders and the top-level files.
 ROOT_FOLDERS = ("app", "pipeline", "components", "movielens", "baselines", "trainer", "transform", "core", "bench",
                 "tests", "docs", ".ci")
-ROOT_FILES = ("Makefile", "Dockerfile", "pyproject.toml", "requirements.lock", ".python-version", "README.md")
+ROOT_FILES = ("Makefile", "Dockerfile", "pyproject.toml", "requirements.lock", "requirements-tfx121.lock", ".python-version", "README.md")
 _PATH = re.compile(r"(?:^|(?<=[\s(]))((?:" + "|".join(re.escape(f) for f in ROOT_FOLDERS) + r")/[\w./-]*"
                    r"|(?:" + "|".join(re.escape(f) for f in ROOT_FILES) + r")(?![\w.-]))(::\w+)?")
 _FENCE = re.compile(r"^```.*?^```", re.S | re.M)
