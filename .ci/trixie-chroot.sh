@@ -108,11 +108,28 @@ if [ -d /etc/ssl/certs ]; then bind /etc/ssl/certs ro; fi
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 mkdir -p "$ROOT/tmp" && chmod 1777 "$ROOT/tmp"
 
+# The tests' own Debian packages, as .ci/run installs them on the host (chromium renders report.html,
+# mariadb-server's binaries serve the shared ML Metadata store), installed once into the chroot; a
+# policy-rc.d keeps their packages from starting services in it.
+TEST_PACKAGES=(chromium mariadb-server)
+missing=()
+for p in "${TEST_PACKAGES[@]}"; do chroot "$ROOT" dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing in the chroot: ${missing[*]}"
+  start=$(date +%s)
+  printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d" && chmod +x "$ROOT/usr/sbin/policy-rc.d"
+  in_root() { chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+  in_root apt-get update -qq >/dev/null
+  in_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  in_root apt-get clean
+  echo "installed in $(( $(date +%s) - start )) s"
+fi
+
 echo "glibc in the chroot: $(chroot "$ROOT" ldd --version | head -1 | awk '{print $NF}'); Python: $PYPREFIX"
 if [ $# -eq 0 ]; then set -- bash; fi
 chroot "$ROOT" /usr/bin/env -i \
   HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 \
   PATH="$PYPREFIX/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
   ${PIP_CERT:+PIP_CERT="$PIP_CERT"} PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 \
-  ${STACK:+STACK="$STACK"} \
+  ${STACK:+STACK="$STACK"} ${CI:+CI="$CI"} \
   bash -c 'cd "$1" && shift && exec "$@"' bash "$REPO" "$@"
