@@ -1,6 +1,6 @@
 """DistributionValidator: TFX's component, with an executor that also runs in a compiled Vertex / Kubeflow spec.
 
-In TFX 1.16 the KubeflowV2 container entrypoint hands a proto execution
+In TFX 1.16 and 1.21 the KubeflowV2 container entrypoint hands a proto execution
 property to the executor as its JSON text, and DistributionValidator's
 executor uses `config.default_slice_config` directly: the compiled spec's
 DistributionValidator task fails with AttributeError: 'str' object has no

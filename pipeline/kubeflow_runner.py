@@ -12,7 +12,7 @@ A span-aware spec (split "span", continuous training) also has the
 RuntimeParameter `range_config`: the span the run ingests (`job_arguments`
 with span=N; by default the latest span present). Its window is built inside
 ExampleGen (span_window "example_gen"), where a local run resolves it from ML
-Metadata: TFX 1.16's KubeflowV2 compiler supports only the latest-artifact and
+Metadata: TFX's KubeflowV2 compiler (1.16 and 1.21 alike) supports only the latest-artifact and
 latest-blessed resolver strategies, not span ranges. Its Trainer warm-starts
 from the latest blessed model.
 """
