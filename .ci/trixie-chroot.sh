@@ -105,7 +105,12 @@ bind "$REPO"
 if [ -d "$REPO/../shared" ]; then bind "$(cd "$REPO/../shared" && pwd)" ro; fi
 bind "$PYPREFIX" ro
 if [ -d /etc/ssl/certs ]; then bind /etc/ssl/certs ro; fi
+# Names as the host resolves them: DNS for pip and apt, and /etc/hosts (minbase has none) for
+# localhost and this host's name (TensorBoard binds 127.0.0.1 but looks up "localhost";
+# mariadb-install-db refuses a hostname it cannot resolve).
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+cp /etc/hosts "$ROOT/etc/hosts"
+hostname > "$ROOT/etc/hostname"
 mkdir -p "$ROOT/tmp" && chmod 1777 "$ROOT/tmp"
 
 # The tests' own Debian packages, as .ci/run installs them on the host (chromium renders report.html,
