@@ -15,7 +15,8 @@ same data and prints the ratio pipeline (tutorial config) / script.
 With --synthetic N it first generates about N ratings (`synthetic.at_scale`:
 ml-1m layout, N/160 users, N/270 movies, users rating in sessions). --set and
 --train-fraction, --split and --beam-workers change the config as they do for
-`movielens-tfx run`.
+`movielens-tfx run`. --json FILE keeps the figures for bench/growth.py (each
+component's cost against the number of ratings, log-log).
 """
 
 import argparse
@@ -74,11 +75,13 @@ def print_config(name: str, rows: dict) -> None:
     # The process's peak RSS when the component ended, in each run (the
     # timestamp run's upstream components are cached: their peak is the one
     # the process had reached by then).
-    print(f"{'component':<28} {'baseline s':>11} {'timestamp s':>12} {'peak RSS MB, baseline / timestamp run':>38}")
+    print(f"{'component':<28} {'baseline s':>11} {'timestamp s':>12} {'CPU s, both':>12} "
+          f"{'peak RSS MB, baseline / timestamp run':>38}")
     second = {t["component"]: t for t in rows["timings"]["timestamp"]}
     for t in rows["timings"]["baseline"]:
         other = second.get(t["component"], {})
-        print(f"{t['component']:<28} {t['seconds']:>11.1f} {other.get('seconds', 0):>12.1f} "
+        cpu = t.get("cpu_seconds", 0) + other.get("cpu_seconds", 0)
+        print(f"{t['component']:<28} {t['seconds']:>11.1f} {other.get('seconds', 0):>12.1f} {cpu:>12.1f} "
               f"{t['peak_rss_mb']:>26} / {other.get('peak_rss_mb', 0):>9}")
     top = rows["eval_top_100"]
     print(f"total wall time {rows['wall_seconds']:.1f} s (CPU {rows['cpu_seconds']:.1f} s), peak RSS {rows['peak_rss_mb']} MB; "
@@ -96,18 +99,22 @@ def main() -> None:
     parser.add_argument("--split", default=None, help="random or temporal (default: each config's own)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     parser.add_argument("--beam-workers", type=int, default=1)
+    parser.add_argument("--json", metavar="FILE", help="also write the results (and the rating count) to FILE, "
+                        "for bench/growth.py")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.data, args.train_fraction, args.set, args.beam_workers, args.split)))
         return
     data = args.data
+    ratings = None
     if args.synthetic:
         from movielens import synthetic
 
         n = args.synthetic
         data = synthetic.at_scale(tempfile.mkdtemp(prefix="bench-data-"), n)
         print(f"synthetic data: {n} ratings in {data}")
+        ratings = n
     results = {}
     for name in args.configs.split(","):
         overrides = [f"--set={pair}" for pair in args.set]
@@ -115,6 +122,9 @@ def main() -> None:
         results[name] = _child([__file__, "--data", data, "--train-fraction", str(args.train_fraction), *overrides, *split,
                                 "--beam-workers", str(args.beam_workers), "--one", name])
         print_config(name, results[name])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"ratings": ratings, "data": data, "beam_workers": args.beam_workers, "configs": results}, f, indent=1)
     if args.script:
         script = _child([os.path.join(HERE, "tutorial_script.py"), "--data", data])
         print(f"\n== the tutorial as a plain TFRS script: {script['wall_seconds']:.1f} s, peak RSS {script['peak_rss_mb']} MB; "

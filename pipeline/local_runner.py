@@ -183,6 +183,12 @@ def release_memory() -> None:
         pass
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its children that have ended (Beam's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 @contextlib.contextmanager
 def _reporting_launches(progress: Progress, timings: List[Dict]) -> Iterator[None]:
     """Reports every component launch of the LocalDagRunner as it starts and ends."""
@@ -192,6 +198,7 @@ def _reporting_launches(progress: Progress, timings: List[Dict]) -> Iterator[Non
     def launch(self):
         node = self._pipeline_node.node_info.id
         started = time.time()
+        cpu_started = _cpu_seconds()
         progress(f"{node:<28} running")
         try:
             info = original(self)
@@ -207,7 +214,8 @@ def _reporting_launches(progress: Progress, timings: List[Dict]) -> Iterator[Non
             if execution.last_known_state == metadata_store_pb2.Execution.CACHED:
                 state = "cached"
         peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        timings.append({"component": node, "seconds": round(seconds, 2), "state": state, "peak_rss_mb": peak_rss_mb})
+        timings.append({"component": node, "seconds": round(seconds, 2), "state": state, "peak_rss_mb": peak_rss_mb,
+                        "cpu_seconds": round(_cpu_seconds() - cpu_started, 2)})
         progress(f"{node:<28} {state:<7} {seconds:6.1f}s")
         return info
 

@@ -1,0 +1,110 @@
+"""How each component's cost grows with the number of ratings: exponents from runs at several sizes.
+
+  python bench/pipeline_bench.py --synthetic 100000 --configs default --json growth-100k.json
+  python bench/pipeline_bench.py --synthetic 1000000 --configs default --json growth-1m.json
+  python bench/pipeline_bench.py --synthetic 10000000 --configs default --json growth-10m.json
+  python bench/growth.py growth-100k.json growth-1m.json growth-10m.json [--config default] [--plot growth.png]
+
+For each component (both variants' seconds added: the cost of one run of the
+main job) it fits seconds = a * ratings ** b by least squares on log-log
+axes and prints b, the growth exponent (1: linear; a fixed cost: 0), and the
+fit's extrapolation to ml-25m's 25M and to 1B ratings. The extrapolation is
+only as good as the fit's range: it names what would dominate, not a time to
+plan a cluster on. With --plot it draws the points and fits (log-log).
+"""
+
+import argparse
+import json
+import math
+from typing import Dict, List, Sequence, Tuple
+
+EXTRAPOLATE = (("ml-25m", 25_000_000), ("1B", 1_000_000_000))
+
+
+def fit_power_law(sizes: Sequence[float], costs: Sequence[float]) -> Tuple[float, float]:
+    """(a, b) of cost = a * size ** b, least squares on log-log axes; needs two sizes or more."""
+    if len(sizes) != len(costs) or len(set(sizes)) < 2:
+        raise ValueError("a growth exponent needs costs at two sizes or more")
+    xs = [math.log(s) for s in sizes]
+    ys = [math.log(max(c, 1e-9)) for c in costs]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return math.exp(my - b * mx), b
+
+
+def component_costs(result: Dict, config: str) -> Dict[str, float]:
+    """{component: seconds of both variants' runs} from one pipeline_bench --json result."""
+    costs: Dict[str, float] = {}
+    for timings in result["configs"][config]["timings"].values():
+        for t in timings:
+            costs[t["component"]] = costs.get(t["component"], 0.0) + t["seconds"]
+    return costs
+
+
+def growth_table(results: List[Dict], config: str) -> List[Dict]:
+    """One row per component (and "total"): the costs by size, the exponent and the extrapolations."""
+    results = sorted(results, key=lambda r: r["ratings"])
+    sizes = [r["ratings"] for r in results]
+    per_size = [component_costs(r, config) for r in results]
+    per_size_total = [r["configs"][config]["wall_seconds"] for r in results]
+    rows = []
+    names = [name for name in per_size[-1] if all(name in costs for costs in per_size)]
+    for name, costs in [(n, [c[n] for c in per_size]) for n in names] + [("total", per_size_total)]:
+        a, b = fit_power_law(sizes, costs)
+        rows.append({"component": name, "seconds": costs, "exponent": b,
+                     "extrapolated": {label: a * n ** b for label, n in EXTRAPOLATE}})
+    return rows
+
+
+def print_table(rows: List[Dict], sizes: Sequence[int]) -> None:
+    head = "".join(f"{f'{n:,}':>13}" for n in sizes)
+    tail = "".join(f"{label:>13}" for label, _ in EXTRAPOLATE)
+    print(f"{'component (s, both variants)':<30}{head} {'exponent':>9}{tail}")
+    for row in rows:
+        cells = "".join(f"{s:>13.1f}" for s in row["seconds"])
+        extra = "".join(f"{row['extrapolated'][label]:>13,.0f}" for label, _ in EXTRAPOLATE)
+        print(f"{row['component']:<30}{cells} {row['exponent']:>9.2f}{extra}")
+
+
+def plot(rows: List[Dict], sizes: Sequence[int], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for row in rows:
+        ax.plot(sizes, row["seconds"], marker="o", label=f"{row['component']} (b = {row['exponent']:.2f})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("ratings")
+    ax.set_ylabel("seconds (both variants)")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("results", nargs="+", help="pipeline_bench.py --json files, one per size")
+    parser.add_argument("--config", default="default")
+    parser.add_argument("--plot", metavar="PNG")
+    args = parser.parse_args()
+    results = []
+    for path in args.results:
+        with open(path) as f:
+            result = json.load(f)
+        if not result.get("ratings"):
+            parser.error(f"{path}: no rating count (run pipeline_bench.py with --synthetic N --json FILE)")
+        results.append(result)
+    rows = growth_table(results, args.config)
+    sizes = sorted(r["ratings"] for r in results)
+    print_table(rows, sizes)
+    if args.plot:
+        plot(rows, sizes, args.plot)
+        print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

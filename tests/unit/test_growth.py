@@ -1,0 +1,41 @@
+"""bench/growth.py: growth exponents recovered from costs whose law is known."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+spec = importlib.util.spec_from_file_location("growth", os.path.join(ROOT, "bench", "growth.py"))
+growth = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(growth)
+
+
+def _result(n: int, costs: dict) -> dict:
+    """A pipeline_bench --json result at n ratings; each component's cost split over the two variants."""
+    timings = {v: [{"component": c, "seconds": f(n) / 2} for c, f in costs.items()] for v in ("baseline", "timestamp")}
+    return {"ratings": n, "configs": {"default": {"timings": timings, "wall_seconds": sum(f(n) for f in costs.values())}}}
+
+
+def test_exponents_of_known_laws():
+    laws = {"Fixed": lambda n: 5.0, "Linear": lambda n: 3e-5 * n, "Superlinear": lambda n: 1e-9 * n ** 1.5}
+    rows = {r["component"]: r for r in growth.growth_table([_result(n, laws) for n in (10**5, 10**7, 10**6)], "default")}
+    assert rows["Fixed"]["exponent"] == pytest.approx(0.0, abs=1e-9)
+    assert rows["Linear"]["exponent"] == pytest.approx(1.0)
+    assert rows["Superlinear"]["exponent"] == pytest.approx(1.5)
+    assert rows["Linear"]["seconds"] == pytest.approx([3.0, 30.0, 300.0])  # sorted by size
+    assert rows["Superlinear"]["extrapolated"]["1B"] == pytest.approx(1e-9 * 1e9 ** 1.5)
+    assert 0 < rows["total"]["exponent"] < 1.5
+
+
+def test_one_size_is_refused(tmp_path, capsys, monkeypatch):
+    with pytest.raises(ValueError, match="two sizes"):
+        growth.fit_power_law([10**6], [3.0])
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"ratings": None, "configs": {}}))
+    monkeypatch.setattr(sys, "argv", ["growth.py", str(path)])
+    with pytest.raises(SystemExit):
+        growth.main()
+    assert "no rating count" in capsys.readouterr().err
