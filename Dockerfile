@@ -17,6 +17,7 @@ COPY components components
 COPY movielens movielens
 COPY baselines baselines
 COPY pipeline pipeline
+COPY retrieval retrieval
 COPY transform transform
 COPY trainer trainer
 RUN pip install --no-cache-dir --no-deps .

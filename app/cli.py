@@ -3,7 +3,7 @@
   movielens-tfx run [--data PATH] [--output DIR] [--config tutorial|default] [--set KEY=VALUE ...]
                     [--split random|temporal|span] ...
   movielens-tfx replay --data PATH --output DIR [--span-days 7] [--window-spans N] [--from-span K] ...
-  movielens-tfx recommend --user 42 [--timestamp T] [--history 50,172,...] [-k 10] [--json] [--output DIR]
+  movielens-tfx recommend --user 42 [--timestamp T] [--history 50,172,...] [-k 10] [--index] [--json] [--output DIR]
   movielens-tfx compile --target vertex|kubeflow --image IMAGE --data URI --root URI [--project P] ...
   movielens-tfx submit --spec pipeline.json --project P [--variant both] [--span N] [--dry-run]
 
@@ -285,6 +285,28 @@ def printable(text: str) -> str:
     return "".join(escaped(ch) if unicodedata.category(ch).startswith("C") else ch for ch in text)
 
 
+def index_top_k(model, model_dir: str, request: dict, rated: set, k: int) -> tuple:
+    """([score], [movie id], [title], the index's description): the top k of one request from an approximate
+    index (retrieval.index) over the version's embeddings file, queried with its query_embedding signature;
+    the user's rated movies never returned, as serving_default's exclusion."""
+    import tensorflow as tf
+
+    from retrieval import embeddings, index
+    from retrieval.embeddings import QUERY_OUTPUT, QUERY_SIGNATURE
+
+    if QUERY_SIGNATURE not in model.signatures or not tf.io.gfile.exists(embeddings.candidates_path(model_dir)):
+        raise UserError(f"--index: {model_dir} has no {QUERY_SIGNATURE} signature or no "
+                        f"{os.path.join(embeddings.EMBEDDINGS_DIR, embeddings.CANDIDATES_FILE)} (exported before "
+                        "them): run the pipeline again, or ask without --index")
+    query = model.signatures[QUERY_SIGNATURE](**request)[QUERY_OUTPUT].numpy()
+    catalog = embeddings.read(model_dir)
+    positions = {movie: i for i, movie in enumerate(catalog.ids)}
+    excluded = [[positions[movie] for movie in rated if movie in positions]]
+    ann = index.CandidateIndex(catalog.embeddings)
+    scores, found = ann.search(query, k, excluded)[0]
+    return scores.tolist(), [catalog.ids[p] for p in found], [catalog.titles[p] for p in found], ann.description
+
+
 def cmd_recommend(args) -> int:
     # The arguments first: each is one line, before anything is loaded.
     if args.k < 1:
@@ -307,7 +329,7 @@ def cmd_recommend(args) -> int:
         top = serve.structured_outputs["scores"].shape[1]
         if catalog is not None and args.k > catalog:
             raise UserError(f"-k {args.k}: the catalog of {model_dir} has {catalog} movies")
-        if top is not None and args.k > top:
+        if top is not None and args.k > top and not args.index:
             raise UserError(f"-k {args.k}: {model_dir} returns at most its top {top} movies "
                             f"(the Trainer's export_top_k): ask for -k {top} or fewer")
         if history is not None:
@@ -329,15 +351,19 @@ def cmd_recommend(args) -> int:
         # A rating time not given: taken as just before the request.
         history = [(movie, when if when is not None else max(timestamp - 1, INT64_MIN)) for movie, when in history]
 
-        out = serve(
+        request = dict(
             user_id=tf.constant([str(args.user)]), timestamp=tf.constant([timestamp], tf.int64),
             history=tf.constant([[movie for movie, _ in history]], tf.string, shape=[1, len(history)]),
             history_timestamps=tf.constant([[when for _, when in history]], tf.int64, shape=[1, len(history)]),
         )
         rated = {movie for movie, _ in history}
-        scores = out["scores"].numpy()[0].tolist()
-        ids = [m.decode("utf-8", "replace") for m in out["movie_ids"].numpy()[0].tolist()]
-        titles = [t.decode("utf-8", "replace") for t in out["movie_titles"].numpy()[0].tolist()]
+        if args.index:
+            scores, ids, titles, index_name = index_top_k(model, model_dir, request, rated, args.k)
+        else:
+            out = serve(**request)
+            scores = out["scores"].numpy()[0].tolist()
+            ids = [m.decode("utf-8", "replace") for m in out["movie_ids"].numpy()[0].tolist()]
+            titles = [t.decode("utf-8", "replace") for t in out["movie_titles"].numpy()[0].tolist()]
         # Never a rated movie: the model scores those -inf (or, exporting without exclude_history, returns
         # them); when fewer than k others are in its top, fewer rows are printed, with a note.
         items = [{"movie_id": movie, "title": title, "score": round(score, 4)}
@@ -347,18 +373,25 @@ def cmd_recommend(args) -> int:
         print(f"note: serving version {line} skipped: using {os.path.basename(model_dir)}", file=sys.stderr)
     if config_note:
         print(f"note: {config_note}", file=sys.stderr)
-    note = (f"only {len(items)} of the {args.k} asked: every other movie of the model's top {len(scores)} is in "
-            f"the user's history ({len(history)} movies)") if len(items) < args.k else None
+    if args.index:
+        note = (f"only {len(items)} of the {args.k} asked: every other movie of the catalog is in the user's history "
+                f"({len(history)} movies)") if len(items) < args.k else None
+    else:
+        note = (f"only {len(items)} of the {args.k} asked: every other movie of the model's top {len(scores)} is in "
+                f"the user's history ({len(history)} movies)") if len(items) < args.k else None
     if args.json:
         answer = {"user_id": str(args.user), "timestamp": timestamp, "model": model_dir,
                   "history": [movie for movie, _ in history], "recommendations": items}
+        if args.index:
+            answer["index"] = index_name
         if skipped:
             answer["skipped_versions"] = skipped
         if note:
             answer["note"] = note
         print(json.dumps(answer, allow_nan=False))
     else:
-        print(printable(f"top {len(items)} for user {args.user} at timestamp {timestamp} (model {model_dir}); "
+        print(printable(f"top {len(items)} for user {args.user} at timestamp {timestamp} (model {model_dir}"
+                        f"{', ' + index_name if args.index else ''}); "
                         f"history from {source}: {len(history)} movies, most recent first: "
                         f"{', '.join(movie for movie, _ in history[:10])}{' ...' if len(history) > 10 else ''}"))
         for rank, item in enumerate(items, start=1):
@@ -511,6 +544,10 @@ def parser() -> argparse.ArgumentParser:
                      help="the user's movies, most recent first (optionally with their rating time); "
                           "default: the user's latest ratings in the ingested data, as many as the run stored; '' for none")
     rec.add_argument("-k", type=int, default=10)
+    rec.add_argument("--index", action="store_true",
+                     help="answer from an approximate index (faiss IVF) over the version's embeddings file, queried "
+                          "with its query_embedding signature, instead of serving_default's exact top-K; -k up to "
+                          "the catalog")
     rec.add_argument("--json", action="store_true")
     rec.set_defaults(func=cmd_recommend)
 

@@ -1,10 +1,16 @@
 """Acceptance on the real ml-100k: the tutorial's numbers, through the real pipeline."""
 
-import pytest
+import json
 
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from app import cli
 from app.job import run_job
 from app.results import latest_outputs
 from pipeline.config import named_config
+from retrieval import embeddings
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +88,32 @@ def test_tutorial_models_are_below_the_popularity_floor_so_nothing_is_pushed(tut
         model = tutorial["models"][name]
         assert model["blessed"] is False and model["pushed_to"] is None
         assert any("top_100_accuracy value" in reason for reason in model["not_blessed_because"])
+
+
+def test_the_pushed_version_holds_its_catalogs_embeddings_and_recommend_index_equals_the_exact_top_k(default, capsys):
+    """The pushed version's embeddings/candidates.json is the SavedModel's catalog (1,682 movies, one JSON line
+    each); `recommend --index` (faiss IVF41, 16 lists probed) never returns a rated movie and, on ml-100k's
+    catalog, gives the exact top-10 (bench/serving_bench.py: for all of 1,000 requests)."""
+    version = default["models"]["baseline"]["pushed_to"]
+    with tf.io.gfile.GFile(embeddings.candidates_path(version), "rb") as f:
+        lines = f.read().decode("ascii").splitlines()
+    records = [json.loads(line) for line in lines]
+    saved = tf.saved_model.load(version)
+    assert len(records) == 1682 == int(saved.movie_ids.shape[0])
+    assert [r["id"] for r in records] == [m.decode() for m in saved.movie_ids.numpy()]
+    assert [r["embedding_metadata"]["title"] for r in records] == [t.decode("utf-8", "replace") for t in saved.titles.numpy()]
+    assert sum("\\u" in line for line in lines) == 9  # the 9 titles with non-ASCII characters, escaped: the file is ASCII
+    np.testing.assert_array_equal(np.array([r["embedding"] for r in records], np.float32), saved.candidates.numpy())
+    output = version.split("/serving/")[0]
+
+    def ask(user, *extra):
+        assert cli.main(["recommend", "--user", str(user), "--output", output, "--timestamp", "893286638", "--json",
+                         "-k", "10", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    for user in range(1, 944, 47):  # 21 users
+        exact, approx = ask(user), ask(user, "--index")
+        ids = [r["movie_id"] for r in approx["recommendations"]]
+        assert approx["index"] == "faiss IVF41,Flat nprobe 16" and len(ids) == 10
+        assert not set(ids) & set(approx["history"])
+        assert ids == [r["movie_id"] for r in exact["recommendations"]], user

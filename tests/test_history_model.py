@@ -8,6 +8,7 @@ import tensorflow as tf
 from helpers import tft_analyze
 
 from movielens import history, reader
+from retrieval import embeddings, index
 from trainer import export, task
 from trainer.config import NAMED_CONFIGS, TOP_KS
 from trainer.data import RAW_MOVIE_ID
@@ -125,7 +126,8 @@ def trained(tmp_path_factory):
                 family="history", exclude_history=True)
     loaded = tf.saved_model.load(path)
     return {"data": data, "train": train, "eval_rows": eval_rows, "metrics": metrics, "model": loaded,
-            "catalog_ids": catalog_ids, "max_train_time": int(data.timestamps[train].max())}
+            "catalog_ids": catalog_ids, "max_train_time": int(data.timestamps[train].max()), "path": path,
+            "config": config}
 
 
 def _request(rows):
@@ -196,6 +198,33 @@ def test_serving_excludes_the_history_and_answers_every_edge_case(trained):
     with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError), match="expected to be a string tensor"):
         serve(user_id=base["user_id"], timestamp=base["timestamp"], history=tf.constant([[50, 172]]),
               history_timestamps=tf.constant([[0, 0]], tf.int64))
+
+
+def test_query_embedding_times_the_catalog_gives_serving_defaults_top_k(trained):
+    """The timestamp variant with the hour's affinity: the query vector carries the affinity dims, and so do the
+    candidates in the embeddings file; <query, candidate> is the served score."""
+    model, config = trained["model"], trained["config"]
+    assert "hour_affinity" in config.time_features
+    rows = [r for r in trained["eval_rows"] if len(r[F.HISTORY]) >= 3][:64] + [
+        {**trained["eval_rows"][0], F.HISTORY: np.array([], object), F.HISTORY_TIMESTAMPS: np.array([], np.int64)}]
+    request = _request(rows)
+    query = model.signatures[export.QUERY_SIGNATURE](**request)[export.QUERY_OUTPUT].numpy()
+    assert query.dtype == np.float32 and query.shape == (len(rows), config.embedding_dim + config.affinity_dim)
+    catalog = embeddings.read(trained["path"])
+    assert catalog.embeddings.shape == (len(trained["catalog_ids"]), config.embedding_dim + config.affinity_dim)
+    np.testing.assert_array_equal(catalog.embeddings, model.candidates.numpy())
+    scores = query @ catalog.embeddings.T
+    for row, r in enumerate(rows):
+        scores[row, [catalog.ids.index(m.decode()) for m in r[F.HISTORY]]] = -np.inf
+    served = model.signatures[export.SERVING_SIGNATURE](**request)
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :20]
+    assert [[catalog.ids[p] for p in row] for row in top] == [[m.decode() for m in row] for row in served["movie_ids"].numpy()]
+    np.testing.assert_allclose(np.take_along_axis(scores, top, axis=1), served["scores"].numpy(), rtol=1e-5, atol=1e-6)
+    # The approximate index over the file, every list probed, gives the same top 20 with the same exclusion.
+    ann = index.CandidateIndex(catalog.embeddings, nlist=2)
+    ann.set_nprobe(2)
+    excluded = [[catalog.ids.index(m.decode()) for m in r[F.HISTORY]] for r in rows]
+    assert [positions.tolist() for _, positions in ann.search(query, 20, excluded)] == top.tolist()
 
 
 def test_time_features_are_bounded_after_the_training_range(trained):

@@ -14,6 +14,7 @@ import tensorflow as tf
 from helpers import tft_analyze
 
 from app import cli
+from retrieval import index
 from trainer import export, task
 from trainer.config import TOP_KS, ModelConfig
 from trainer.metrics import catalog_embeddings
@@ -199,3 +200,84 @@ def test_a_read_only_output_directory_is_served_and_the_log_goes_to_the_cache(re
     assert lines[0].startswith("top 5 for user 7 ") and len(lines) == 6
     assert sorted(os.listdir(read_only)) == before  # nothing written there
     assert os.path.getsize(home / ".cache" / "movielens-tfx" / "logs" / "recommend.log") > 0
+
+
+def _ids(answer):
+    return [r["movie_id"] for r in answer["recommendations"]]
+
+
+def test_recommend_index_never_returns_a_rated_movie_and_equals_the_exact_top_k(served, recommend, monkeypatch):
+    rng = np.random.default_rng(5)
+    histories = [[]] + [rng.choice(np.arange(1, NUM_MOVIES + 1), size=n, replace=False).tolist() for n in (1, 5, 12, 20)]
+    for movies in histories:
+        rated = ",".join(str(m) for m in movies)
+        code, out, err = recommend(served, "-k", "10", "--history", rated, "--json")
+        exact = json.loads(out, parse_constant=_reject)
+        code, out, err = recommend(served, "-k", "10", "--history", rated, "--json", "--index")
+        assert (code, err) == (0, ""), err
+        approx = json.loads(out, parse_constant=_reject)
+        # 30 movies: one list, an exact search; the same movies, order and scores as serving_default.
+        assert approx["index"] == "exact (flat)" and _ids(approx) == _ids(exact)
+        np.testing.assert_allclose([r["score"] for r in approx["recommendations"]],
+                                   [r["score"] for r in exact["recommendations"]], atol=2e-4)
+    # An inverted file whose one probed list of three cannot hold k unrated movies: never a rated one, still k.
+    monkeypatch.setattr(index, "default_nlist", lambda movies: 3)
+    monkeypatch.setattr(index, "default_nprobe", lambda nlist: 1)
+    for n in (0, 5, 15, 20):
+        movies = rng.choice(np.arange(1, NUM_MOVIES + 1), size=n, replace=False).tolist()
+        code, out, err = recommend(served, "-k", "10", "--history", ",".join(map(str, movies)), "--json", "--index")
+        answer = json.loads(out, parse_constant=_reject)
+        assert code == 0 and answer["index"] == "faiss IVF3,Flat nprobe 1"
+        assert len(_ids(answer)) == 10 and not set(_ids(answer)) & {str(m) for m in movies}
+    # Beyond the model's top-K (20), up to the catalog; 27 rated: the 3 others, with a note.
+    code, out, _ = recommend(served, "-k", "30", "--history", "", "--json", "--index")
+    assert code == 0 and sorted(_ids(json.loads(out)), key=int) == [str(m) for m in range(1, 31)]
+    code, out, _ = recommend(served, "-k", "10", "--history", ",".join(str(m) for m in range(1, 28)), "--index")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("top 3 for user 7 ") and ", faiss IVF3,Flat nprobe 1); " in lines[0]
+    assert lines[-1] == ("note: only 3 of the 10 asked: every other movie of the catalog is in the user's history "
+                         "(27 movies)")
+    # Titles from the embeddings file, printed as safely as serving_default's.
+    code, out, _ = recommend(served, "-k", "30", "--history", "", "--index")
+    assert "\x1b" not in out and "\\x1b[2J\\x1b[31mEvil\\x07 (1995)" in out and "Bad \ufffd bytes (1995)" in out
+
+
+def test_recommend_index_on_a_model_exported_before_the_embeddings_is_one_line(output, recommend):
+    model = os.path.join(output, "serving", "movielens_retrieval", VERSION)
+    shutil.rmtree(os.path.join(model, "embeddings"))
+    assert recommend(output, "--history", "", "--index") == (
+        2, "", f"error: --index: {model} has no query_embedding signature or no embeddings/candidates.json (exported "
+               "before them): run the pipeline again, or ask without --index\n")
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "ram"])
+def test_the_pushed_version_holds_the_embeddings_file_of_its_savedmodel(served, tmp_path, monkeypatch, remote):
+    """Both publish protocols carry embeddings/candidates.json; on an object store saved_model.pb is still the last
+    copy. The file's ids, titles and embeddings are the SavedModel's catalog variables."""
+    from components import atomic_pusher
+
+    model_path = os.path.join(served, "serving", "movielens_retrieval", VERSION)
+    base = f"ram://{tmp_path.name}-push/serving" if remote else str(tmp_path / "serving")
+    copies = []
+    copy = atomic_pusher.copy_file
+    monkeypatch.setattr(atomic_pusher, "copy_file", lambda src, dst: (copies.append(dst[len(base):]), copy(src, dst)))
+    try:
+        pushed = (atomic_pusher.publish_remote if remote else atomic_pusher.publish_local)(model_path, base, "2000")
+        if remote:
+            assert copies[-1] == "/2000/saved_model.pb" and "/2000/embeddings/candidates.json" in copies
+        assert atomic_pusher.tree(pushed)["embeddings/candidates.json"] == os.path.getsize(
+            os.path.join(model_path, "embeddings", "candidates.json"))
+        with tf.io.gfile.GFile(f"{pushed}/embeddings/candidates.json", "rb") as f:
+            text = f.read()
+        lines = text.decode("ascii").splitlines()
+        records = [json.loads(line, parse_constant=_reject) for line in lines]
+        saved = tf.saved_model.load(model_path)
+        assert len(records) == NUM_MOVIES == int(saved.movie_ids.shape[0])
+        assert [r["id"] for r in records] == [m.decode() for m in saved.movie_ids.numpy()]
+        assert [r["embedding_metadata"]["title"] for r in records] == [
+            t.decode("utf-8", "replace") for t in saved.titles.numpy()]
+        assert "\x1b[2J\x1b[31mEvil\x07 (1995)" in [r["embedding_metadata"]["title"] for r in records]
+        np.testing.assert_array_equal(np.array([r["embedding"] for r in records], np.float32), saved.candidates.numpy())
+    finally:
+        if remote and tf.io.gfile.exists(base):
+            tf.io.gfile.rmtree(base)

@@ -207,4 +207,5 @@ def test_full_disk_is_a_clear_error_and_registers_nothing_half_written(tmp_path,
     serving = os.path.join(out, "serving", "movielens_retrieval")
     for version in os.listdir(serving) if os.path.exists(serving) else []:
         assert version.isdigit(), version  # no staging directory left behind
-        assert sorted(os.listdir(os.path.join(serving, version))) == ["assets", "fingerprint.pb", "saved_model.pb", "variables"]
+        assert sorted(os.listdir(os.path.join(serving, version))) == [
+            "assets", "assets.extra", "embeddings", "fingerprint.pb", "saved_model.pb", "variables"]

@@ -28,10 +28,12 @@ from components import atomic_pusher, baselines, data_gate
 from movielens import files, reader, synthetic
 from trainer.metrics import write_metrics
 
-# A SavedModel's shape: saved_model.pb, variables/, fingerprint.pb; and an empty assets/ (_push).
+# A SavedModel's shape: saved_model.pb, variables/, fingerprint.pb; and an empty assets/ (_push); and the
+# catalog's embeddings file (trainer.export), published with the rest before saved_model.pb.
 FAKE_MODEL = {
     "saved_model.pb": b"graph" * 10,
     "fingerprint.pb": b"fp",
+    "embeddings/candidates.json": b'{"id": "1", "embedding": [0.5], "embedding_metadata": {"title": "T"}}\n',
     "variables/variables.index": b"index" * 3,
     "variables/variables.data-00000-of-00001": b"weights" * 100,
 }
@@ -173,12 +175,13 @@ def test_a_failing_copy_leaves_no_version(ram, monkeypatch):
     assert fileio.listdir(base) == ["1000"]
 
 
-def test_a_copy_that_does_not_match_the_model_is_not_published(ram, monkeypatch):
+@pytest.mark.parametrize("cut", ["variables.data", "candidates.json"])
+def test_a_copy_that_does_not_match_the_model_is_not_published(ram, monkeypatch, cut):
     base = f"{ram}/serving"
 
     def truncating_copy(src, dst):  # e.g. an upload cut short that still "succeeded"
         data = _read(src)
-        _write(dst, data[:-1] if "variables.data" in dst else data)
+        _write(dst, data[:-1] if cut in dst else data)
 
     monkeypatch.setattr(atomic_pusher, "copy_file", truncating_copy)
     with pytest.raises(atomic_pusher.PushError, match="does not match"):

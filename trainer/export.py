@@ -21,6 +21,18 @@ Signatures (all take *raw* inputs; the Transform layer is inside):
   score is compared with the top-k catalog scores; ties count as hits), with
   the same exclusion as serving: the example's history and rated_before. The Evaluator (TFMA) averages these into
   top-k accuracy.
+* ``query_embedding(user_id, timestamp, history, history_timestamps)``, the
+  same four raw inputs as serving_default -> ``query_embedding`` float32
+  [batch, d]: the query vector serving_default multiplies with the catalog
+  (d = embedding_dim, plus affinity_dim with an *_affinity time feature). Its
+  dot product with a movie's candidate embedding is that movie's score.
+
+Beside the SavedModel, `save` writes the catalog's candidate embeddings with
+their ids and titles as Vertex AI Vector Search JSON lines,
+``embeddings/candidates.json`` (retrieval.embeddings): an approximate index
+(retrieval.index, or Vector Search) built from them and queried with
+query_embedding serves the same scores; the Pusher publishes the file inside
+the version.
 """
 
 from __future__ import annotations
@@ -31,6 +43,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from retrieval import embeddings
+from retrieval.embeddings import QUERY_OUTPUT, QUERY_SIGNATURE  # noqa: F401 (part of this module's interface)
 from trainer import families
 from transform import features as F
 
@@ -97,6 +111,15 @@ def positive_scores(scores: tf.Tensor, target_ids: tf.Tensor, fallback: tf.Tenso
     return tf.where(found >= 0, column, fallback)
 
 
+# The raw query inputs of serving_default and query_embedding.
+QUERY_INPUTS = [
+    tf.TensorSpec([None], tf.string, name=F.USER_ID),
+    tf.TensorSpec([None], tf.int64, name=F.TIMESTAMP),
+    tf.TensorSpec([None, None], tf.string, name=F.HISTORY),
+    tf.TensorSpec([None, None], tf.int64, name=F.HISTORY_TIMESTAMPS),
+]
+
+
 class RetrievalModule(tf.Module):
     """What the SavedModel holds; see the module docstring for its signatures."""
 
@@ -129,12 +152,7 @@ class RetrievalModule(tf.Module):
                 scores = exclude(scores, movies, self.catalog_positions)
         return scores
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None], tf.string, name=F.USER_ID),
-        tf.TensorSpec([None], tf.int64, name=F.TIMESTAMP),
-        tf.TensorSpec([None, None], tf.string, name=F.HISTORY),
-        tf.TensorSpec([None, None], tf.int64, name=F.HISTORY_TIMESTAMPS),
-    ])
+    @tf.function(input_signature=QUERY_INPUTS)
     def serve(self, user_id, timestamp, history, history_timestamps):
         raw = {F.USER_ID: user_id, F.TIMESTAMP: timestamp, **history_lists(history, history_timestamps)}
         scores = self._scores(self._query(raw), raw[F.HISTORY])
@@ -144,6 +162,11 @@ class RetrievalModule(tf.Module):
             "movie_ids": tf.gather(self.movie_ids, top),
             "movie_titles": tf.gather(self.titles, top),
         }
+
+    @tf.function(input_signature=QUERY_INPUTS)
+    def query_embedding(self, user_id, timestamp, history, history_timestamps):
+        raw = {F.USER_ID: user_id, F.TIMESTAMP: timestamp, **history_lists(history, history_timestamps)}
+        return {QUERY_OUTPUT: self._query(raw)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EVAL_INPUT)])
     def evaluate_hits(self, examples):
@@ -161,10 +184,14 @@ class RetrievalModule(tf.Module):
 
 def save(path: str, model, tf_transform_output, candidates, movie_ids: np.ndarray, titles: np.ndarray, k: int,
          ks: Sequence[int], family: str = "tutorial", exclude_history: bool = False) -> None:
-    """Saves the model of `family` (ModelConfig.family) with its catalog: see the module docstring."""
+    """Saves the model of `family` (ModelConfig.family) with its catalog, and the catalog's embeddings file
+    (embeddings/candidates.json): see the module docstring."""
     module = RetrievalModule(model, tf_transform_output, candidates, movie_ids, titles, k, ks, family, exclude_history)
     tf.saved_model.save(
         module,
         path,
-        signatures={SERVING_SIGNATURE: module.serve, EVAL_SIGNATURE: module.evaluate_hits},
+        signatures={SERVING_SIGNATURE: module.serve, EVAL_SIGNATURE: module.evaluate_hits,
+                    QUERY_SIGNATURE: module.query_embedding},
     )
+    # The catalog variables' own values, so the file and the SavedModel cannot disagree.
+    embeddings.write(path, module.movie_ids.numpy(), module.titles.numpy(), module.candidates.numpy())

@@ -17,7 +17,7 @@ PAGES = [README] + sorted(glob.glob(os.path.join(DOCS, "*.md")))
 README_MAX_LINES = 200
 
 # What a repository path in a page starts with: the layout's folders and the top-level files.
-ROOT_FOLDERS = ("app", "pipeline", "components", "movielens", "baselines", "trainer", "transform", "core", "bench",
+ROOT_FOLDERS = ("app", "pipeline", "components", "movielens", "baselines", "retrieval", "trainer", "transform", "core", "bench",
                 "tests", "docs", ".ci")
 ROOT_FILES = ("Makefile", "Dockerfile", "pyproject.toml", "requirements.lock", "requirements-tfx121.lock", ".python-version", "README.md")
 _PATH = re.compile(r"(?:^|(?<=[\s(]))((?:" + "|".join(re.escape(f) for f in ROOT_FOLDERS) + r")/[\w./-]*"

@@ -1,4 +1,4 @@
-"""Packages by layer: app -> pipeline -> components -> trainer / baselines / movielens -> transform -> core.
+"""Packages by layer: app -> pipeline -> components -> trainer / baselines / movielens -> retrieval / transform -> core.
 
 A package imports only from the layers after it, never back up: model code
 (trainer, transform) imports nothing of the orchestration or the application;
@@ -16,7 +16,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PACKAGES = ("app", "pipeline", "components", "trainer", "baselines", "movielens", "transform", "core")
+PACKAGES = ("app", "pipeline", "components", "trainer", "baselines", "movielens", "retrieval", "transform", "core")
 
 
 def _modules(package):
@@ -38,7 +38,7 @@ def _loaded(modules, watched):
 
 def test_trainer_transform_and_the_tfma_metric_load_without_pipeline_or_app():
     modules = ["trainer.task", "trainer.tfma_metric", "transform.preprocessing", "trainer.families.tutorial",
-               "trainer.families.history"]
+               "trainer.families.history", "trainer.export"]
     assert _loaded(modules, ("pipeline", "app", "components", "baselines", "movielens")) == "[]"
 
 
@@ -56,3 +56,8 @@ def test_the_baselines_are_plain_numpy_without_tensorflow():
 def test_transform_and_core_load_nothing_above_them():
     assert _loaded(_modules("transform"), set(PACKAGES) - {"transform", "core"}) == "[]"
     assert _loaded(_modules("core"), set(PACKAGES) - {"core"}) == "[]"
+
+
+def test_the_index_and_the_embeddings_file_load_nothing_above_them_nor_tensorflow_or_faiss():
+    """`recommend` stays fast to start: faiss and TensorFlow load only when an index is built or a file read."""
+    assert _loaded(_modules("retrieval"), set(PACKAGES) - {"retrieval", "core"} | {"tensorflow", "faiss"}) == "[]"

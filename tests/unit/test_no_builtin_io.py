@@ -50,8 +50,8 @@ ALLOWED = {
 
 
 def component_modules():
-    patterns = ["baselines/*.py", "components/*.py", "movielens/*.py", "trainer/*.py", "trainer/families/*.py",
-                "transform/*.py"]
+    patterns = ["baselines/*.py", "components/*.py", "movielens/*.py", "retrieval/*.py", "trainer/*.py",
+                "trainer/families/*.py", "transform/*.py"]
     found = sorted({os.path.relpath(p, REPO) for pattern in patterns for p in glob.glob(os.path.join(REPO, pattern))})
     return [m for m in found if m not in NOT_IN_A_COMPONENT] + EXTRA
 
