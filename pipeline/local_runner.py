@@ -39,6 +39,7 @@ from tfx.orchestration.portable import launcher
 from components.span_resolvers import spans_needing_ingestion
 from core.errors import UserError
 from movielens import files, spans
+from pipeline import beam_local
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_components, create_pipeline, latest_span, window_spans
 
@@ -301,6 +302,8 @@ def run_pipeline(config: PipelineConfig, progress: Optional[Progress] = None,
     abandoned = fail_abandoned_executions(config)
     if abandoned:
         say(f"--- marked FAILED in ML Metadata, left running by a killed run: {', '.join(abandoned)}")
+    if config.cloud is None and config.beam_workers <= 1:
+        beam_local.tune()  # in-process Beam: this process's components only
     timings: List[Dict] = []
     run_options = RunOptions(to_nodes=list(to_nodes)) if to_nodes else None
     mysql = config.metadata_mysql

@@ -1,20 +1,94 @@
-"""What cuts a replay span's fixed cost changes nothing it computes: a model kept between Evaluator runs
-(components.evaluator.kept_models) or replay's frozen model (app.replay._load) is the model on disk, loaded
-again when its files change; the local runner collects garbage after the components that took time, not
-after every resolver.
+"""What cuts a replay span's fixed cost changes nothing it computes: in-process Beam tuned (pipeline.beam_local)
+gives the same results, side inputs included; a model kept between Evaluator runs (components.evaluator.
+kept_models) or replay's frozen model (app.replay._load) is the model on disk, loaded again when its files
+change; the local runner collects garbage after the components that took time, not after every resolver.
 The side-by-side replay of ml-100k spans is in docs/continuous-training.md#the-fixed-cost-of-a-span."""
 
 import core  # noqa: F401  (first: Keras 2 before TensorFlow loads)
 
 # isort: split
+import inspect
 import time
 
+import apache_beam as beam
+import pytest
 import tensorflow as tf
+from apache_beam.runners.portability.fn_api_runner import worker_handlers
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import core as beam_core
 from tensorflow_model_analysis.utils import model_util
 
 from app import replay
 from components import evaluator
-from pipeline import local_runner
+from pipeline import beam_local, local_runner
+from pipeline.config import PipelineConfig
+
+IN_PROCESS = list(PipelineConfig(data_path="d", output_dir="o").beam_pipeline_args)
+
+
+@pytest.fixture
+def untuned():
+    beam_local.untune()
+    yield
+    beam_local.untune()
+
+
+def _side_input_pipeline():
+    """Three stages reading the same side inputs (dict, list, singleton) over several bundles: what the
+    state cache would have kept between bundles."""
+    results = []
+    with beam.Pipeline(argv=IN_PROCESS) as pipeline:
+        table = pipeline | "Table" >> beam.Create([(str(i), i * i) for i in range(200)])
+        total = pipeline | "Numbers" >> beam.Create(range(200)) | beam.CombineGlobally(sum)
+        keys = pipeline | "Keys" >> beam.Create([str(i) for i in range(0, 200, 3)], reshuffle=True)
+        looked_up = keys | "Lookup" >> beam.Map(
+            lambda key, squares, total, names: (key, squares[key] + total + len(names)),
+            squares=beam.pvalue.AsDict(table), total=beam.pvalue.AsSingleton(total),
+            names=beam.pvalue.AsList(keys))
+        again = looked_up | "Again" >> beam.Map(lambda kv, squares: kv[1] - squares[kv[0]],
+                                                squares=beam.pvalue.AsDict(table))
+        expected = [(str(i), i * i + 19900 + 67) for i in range(0, 200, 3)]
+        assert_that(looked_up, equal_to(expected), label="CheckLookup")
+        assert_that(again, equal_to([19900 + 67] * 67), label="CheckAgain")
+        results.append(expected)
+    return results
+
+
+def test_tuned_in_process_beam_gives_the_same_results_without_the_state_cache(untuned):
+    assert worker_handlers.STATE_CACHE_SIZE_MB > 0
+    before = _side_input_pipeline()
+    beam_local.tune()
+    assert beam_local.tuned() and worker_handlers.STATE_CACHE_SIZE_MB == 0
+    assert _side_input_pipeline() == before
+    beam_local.untune()
+    assert not beam_local.tuned() and worker_handlers.STATE_CACHE_SIZE_MB > 0
+
+
+class _DoFn(beam.DoFn):
+    def process(self, element, side=beam.DoFn.SideInputParam, *args, **kwargs):
+        yield element
+
+
+def _plain(a, b=2, *rest, c: int = 3, **more) -> int:
+    return a
+
+
+def test_remembered_signatures_are_inspects(untuned):
+    original = beam_core.get_signature
+    beam_local.tune()
+    get_signature = beam_core.get_signature
+    assert get_signature is not original and beam_local._ORIGINAL["get_signature"] is original
+    first, second = _DoFn(), _DoFn()
+    for func in (_plain, first.process, second.process, _DoFn.process, str.upper, "x".upper, _DoFn, len,
+                 lambda x, y=1: x):
+        assert get_signature(func) == beam_local._ORIGINAL["get_signature"](func), func
+        assert get_signature(func) == get_signature(func)
+    # A bound method's signature has no self, whatever the instance; the function's has it.
+    assert list(get_signature(first.process).parameters)[0] == "element"
+    assert list(get_signature(_DoFn.process).parameters)[0] == "self"
+    assert get_signature(_plain) == inspect.signature(_plain)
+    beam_local.untune()
+    assert beam_core.get_signature is original
 
 
 def _save(path: str, scale: float) -> str:
