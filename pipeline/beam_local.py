@@ -3,11 +3,12 @@
 On small inputs (a week of ml-100k: a few thousand ratings) each Beam component (ExampleGen,
 StatisticsGen, Transform, Evaluator) is mostly Beam's own per-stage work, not the data's. Profiled on
 replay spans (docs/continuous-training.md#the-fixed-cost-of-a-span), two pieces of it were pure
-bookkeeping that changes no result:
+bookkeeping that changes no result; both off, a warm replay span's fixed cost was about 1 s lower
+(12.8 s → 11.8 s, alone on the machine; within run-to-run noise of about ±0.5 s a component):
 
 * **The SDK worker's state cache.** The in-memory worker caches every side input it reads and
-  weighs each one first (`statecache.get_deep_size`: objsize walking the decoded objects), about
-  1.3 s of a replay span, and the in-memory worker's cache size is a module constant
+  weighs each one first (`statecache.get_deep_size`: objsize walking the decoded objects), and the
+  in-memory worker's cache size is a module constant
   (`worker_handlers.STATE_CACHE_SIZE_MB`, not a pipeline option). Set to 0 it is off: a side input
   is then read from the runner's in-memory state once per bundle (Beam's `SideInputMap` keeps it for
   the bundle), the path Beam takes for any worker started without a cache (its worker pool's
