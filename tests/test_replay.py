@@ -12,9 +12,9 @@ import subprocess
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from app import timeline
-from app.results import latest_inputs, metadata_store
-from components import atomic_pusher
+from app import replay, timeline
+from app.results import latest_inputs, latest_outputs, metadata_store
+from components import atomic_pusher, evaluator
 from components.span_resolvers import producer_input_spans
 from movielens import spans, synthetic
 from pipeline.config import PipelineConfig
@@ -108,6 +108,19 @@ def test_the_deployed_model_is_the_last_pushed_and_the_frozen_one_is_scored_like
     # Span 2 is served by span 1's model, which is also the frozen model: the replay's own
     # scoring (the exported evaluate_hits signature) must agree with TFMA's.
     assert entries[1].frozen_top_100 == pytest.approx(entries[1].deployed_top_100, abs=1e-6)
+
+
+def test_the_next_spans_evaluator_reuses_the_model_it_loaded_and_scores_it_as_a_fresh_load(replayed):
+    # Span 3's Evaluator scored the deployed model that span 2's Evaluator, in the same process, had loaded
+    # (components.evaluator.kept_models): not loaded again, and it scores the same as a fresh load of
+    # the pushed copy of that model (replay.model_accuracy: the exported evaluate_hits signature).
+    config = PipelineConfig(data_path="", output_dir=replayed["out"])
+    [evaluation] = latest_outputs(config, "Evaluator")["evaluation"]
+    assert evaluation.custom_properties[evaluator.MODELS_REUSED_PROPERTY].int_value == 1
+    entries = replayed["entries"]
+    deployed = os.path.join(replayed["out"], "serving", "movielens_retrieval", entries[1].serving_version)
+    fresh = replay.model_accuracy(deployed, replay._eval_pattern(config))
+    assert fresh == pytest.approx(entries[2].deployed_top_100, abs=1e-6)
 
 
 def test_warm_start_copies_the_deployed_model(replayed):
