@@ -16,6 +16,7 @@ import core  # noqa: F401  (first: Keras 2 before TensorFlow loads)
 import contextlib
 import json
 import os
+import socket
 import sys
 import time
 import types
@@ -47,6 +48,8 @@ def main(spec_path: str, result_path: str) -> int:
         "worker_dirs": seen.get("dirs"),
         "worker_files": seen.get("files"),
         "worker_dirs_left": [d for d in seen.get("dirs") or [] if os.path.exists(d)],
+        # The network interfaces this process could reach anything through.
+        "interfaces": sorted(name for _, name in socket.if_nameindex()),
     }
     with open(result_path, "w") as f:
         json.dump(result, f)

@@ -2,12 +2,15 @@
 
 The Trainer's run_fn runs in worker processes (tests/multi_worker_driver.py), each with the TF_CONFIG
 Vertex AI Training would set on a chief pool of 1 and a worker pool of 1, every address 127.0.0.1 on
-ports picked free here: the workers connect to each other only. They share the output directories,
-as replicas share gs:// on Vertex. One worker is the same driver without TF_CONFIG.
+ports picked free here: the workers connect to each other only, and (isolated_network) run in a
+network namespace whose only interface is the loopback. They share the output directories, as
+replicas share gs:// on Vertex. One worker is the same driver without TF_CONFIG.
 """
 
 import json
 import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -114,6 +117,21 @@ def free_ports(n):
             s.close()
 
 
+def isolated_network():
+    """Whether a command can run in a network namespace of its own, with only a loopback interface
+    (`unshare -rn`: an unprivileged user namespace; Debian allows it). The workers then run there: the
+    gRPC servers TensorFlow starts listen on every interface of the machine (`*:port`), and in that
+    namespace the only one is 127.0.0.1's."""
+    try:
+        return subprocess.run(["unshare", "-rn", "sh", "-c", "ip link set lo up"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+ISOLATED = isolated_network()
+
+
 def vertex_tf_configs(ports):
     """The TF_CONFIG of each replica of a Vertex job with a chief pool of 1 and a worker pool of
     len(ports) - 1, every address on 127.0.0.1."""
@@ -133,31 +151,35 @@ def run_workers(inputs, name, tf_configs):
     spec_path = out / "spec.json"
     os.makedirs(out)
     spec_path.write_text(json.dumps(spec))
-    processes = []
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "CLUSTER_SPEC")}
+    env["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    env["TF_CPP_MIN_LOG_LEVEL"] = "1"
+    # One shell starts every worker (in the isolated namespace when there is one) and writes each exit code.
+    lines = ["ip link set lo up || exit 97"] if ISOLATED and len(tf_configs) > 1 else []
     for i, tf_config in enumerate(tf_configs):
-        env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "CLUSTER_SPEC")}
-        env["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-        env["TF_CPP_MIN_LOG_LEVEL"] = "1"
-        env["TMPDIR"] = str(out / f"tmp-{i}")  # where a non-chief's temporary outputs go
-        os.makedirs(env["TMPDIR"])
-        if tf_config is not None:
-            env["TF_CONFIG"] = tf_config
-        log = open(out / f"worker-{i}.log", "w")
-        processes.append((subprocess.Popen([sys.executable, DRIVER, str(spec_path), str(out / f"result-{i}.json")],
-                                           env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(out)), log))
-    reports = []
+        tmp = out / f"tmp-{i}"  # where a non-chief's temporary outputs go
+        os.makedirs(tmp)
+        variables = [f"TMPDIR={shlex.quote(str(tmp))}"] + ([f"TF_CONFIG={shlex.quote(tf_config)}"] if tf_config else [])
+        command = " ".join([*variables, shlex.quote(sys.executable), shlex.quote(DRIVER), shlex.quote(str(spec_path)),
+                            shlex.quote(str(out / f"result-{i}.json"))])
+        lines.append(f"( {command} > {shlex.quote(str(out / f'worker-{i}.log'))} 2>&1; "
+                     f"echo $? > {shlex.quote(str(out / f'rc-{i}'))} ) &")
+    lines.append("wait")
+    prefix = ["unshare", "-rn"] if ISOLATED and len(tf_configs) > 1 else []
+    process = subprocess.Popen([*prefix, "sh", "-c", "\n".join(lines)], env=env, cwd=str(out), start_new_session=True)
     try:
-        for i, (process, log) in enumerate(processes):
-            code = process.wait(timeout=TIMEOUT)
-            log.close()
-            result_path = out / f"result-{i}.json"
-            result = json.loads(result_path.read_text()) if result_path.exists() else None
-            reports.append((code, result, (out / f"worker-{i}.log").read_text()[-3000:]))
+        shell = process.wait(timeout=TIMEOUT)
     finally:
-        for process, _ in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert shell == 0, f"the workers' shell exited {shell}"
+    reports = []
+    for i in range(len(tf_configs)):
+        code = int((out / f"rc-{i}").read_text())
+        result_path = out / f"result-{i}.json"
+        result = json.loads(result_path.read_text()) if result_path.exists() else None
+        reports.append((code, result, (out / f"worker-{i}.log").read_text()[-3000:]))
     return out, reports
 
 
@@ -192,6 +214,10 @@ def test_every_worker_exits_0_and_tfx_finds_the_model_on_each(runs):
             # What TFX's Trainer executor checks after run_fn, on every worker: the barrier kept the
             # non-chief in run_fn until the chief had written the model.
             assert result["serving_model_dir_exists"], log
+    # The two workers could reach nothing but 127.0.0.1: a network namespace with only a loopback.
+    _, reports = runs[1]
+    if ISOLATED:
+        assert [result["interfaces"] for _, result, _ in reports] == [["lo"], ["lo"]]
 
 
 def test_only_the_chief_writes_the_outputs(runs):
