@@ -39,7 +39,7 @@ def main(spec_path: str, result_path: str) -> int:
                                    for d in dirs for root, _, names in os.walk(d) for name in names)
 
     distribute.output_dirs = watched
-    fn_args = types.SimpleNamespace(**spec, base_model=None)
+    fn_args = types.SimpleNamespace(**{"base_model": None, **spec})
     started = time.time()
     task.run_fn(fn_args)
     result = {

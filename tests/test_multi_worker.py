@@ -252,3 +252,22 @@ def test_two_workers_train_the_model_one_worker_trains(runs):
         assert abs(double["eval"][str(k)] - single["eval"][str(k)]) <= TOLERANCE, (k, single["eval"], double["eval"])
     # It learned: far above chance (10 of 120 movies).
     assert double["eval"]["10"] > 2 * 10 / 120
+
+
+def test_two_workers_warm_start_from_a_model(inputs, runs):
+    """Warm start under the strategy: every worker copies the base model's weights into its mirrored
+    variables (the one-worker run's model as the base), then trains warm_start_epochs."""
+    (one, _), _ = runs
+    base = str(one / "model" / "Format-Serving")
+    with open(os.path.join(sidecar_dir(base), MANIFEST_FILE)) as f:
+        weights = len(json.load(f)["weights"])
+    warm = dict(inputs, base_model=base,
+                custom_config=dict(inputs["custom_config"], warm_start=True, warm_start_epochs=1))
+    out, reports = run_workers(warm, "two-warm", vertex_tf_configs(free_ports(2)))
+    assert [code for code, _, _ in reports] == [0, 0], [log for _, _, log in reports]
+    metrics = _metrics(out)
+    assert metrics["epochs"] == 1 and metrics["warm_start"]["warm_started"]
+    # Every weight of the base: whole, or row by row for a vocabulary-keyed table.
+    summary = metrics["warm_start"]
+    assert summary["weights_copied"] + len(summary["tables"]) == weights and summary["skipped"] == {}
+    assert abs(metrics["eval"]["10"] - _metrics(one)["eval"]["10"]) <= TOLERANCE

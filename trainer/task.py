@@ -150,8 +150,10 @@ def train_and_export(fn_args, config: ModelConfig, serving_model_dir: str, model
     transform_layer = tf_transform_output.transform_features_layer()
     train_files, eval_files = fn_args.train_files, fn_args.eval_files
 
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:  # the model's variables: mirrored on every worker
+    def scope():  # where variables are created: mirrored on every worker (a scope is entered once)
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    with scope():
         model = build_model(tf_transform_output, config)
     # Transformed once, not once per epoch; raw inputs are held only for the train metric's sample.
     columns, order = transformed_ratings_and_order(train_files, transform_layer)
@@ -163,7 +165,7 @@ def train_and_export(fn_args, config: ModelConfig, serving_model_dir: str, model
     if config.warm_start:
         # fn_args.base_model: the latest blessed model's serving directory (the
         # Trainer's base_model channel), None on the first run.
-        with scope:
+        with scope():
             warm = start_from_base(model, tf_transform_output, fn_args.base_model, train)
     epochs = config.epochs_to_train(bool(warm and warm["warm_started"]))
     log_dir = tensorboard_dir(model_run_dir, fn_args.custom_config)
