@@ -4,7 +4,8 @@
                     [--split random|temporal|span] ...
   movielens-tfx replay --data PATH --output DIR [--span-days 7] [--window-spans N] [--from-span K] ...
   movielens-tfx recommend --user 42 [--timestamp T] [--history 50,172,...] [-k 10] [--index] [--json] [--output DIR]
-  movielens-tfx compile --target vertex|kubeflow --image IMAGE --data URI --root URI [--project P] ...
+  movielens-tfx compile --target vertex|kubeflow --image IMAGE --data URI --root URI [--project P]
+                        [--vertex-training [--replicas N]] ...
   movielens-tfx submit --spec pipeline.json --project P [--variant both] [--span N] [--dry-run]
 
 One pattern: each option is defined once, in a parent parser, and every
@@ -404,11 +405,15 @@ def cmd_recommend(args) -> int:
 def cmd_compile(args) -> int:
     if args.target == "vertex" and not args.project:
         raise UserError("--target vertex needs --project (Dataflow and Vertex AI run in a Google Cloud project)")
+    if args.replicas is not None and not (args.vertex_training and args.project):
+        raise UserError(f"--replicas {args.replicas} needs --vertex-training and --project (the replicas are "
+                        "a Vertex AI Training job's machines)")
     cloud = None
     if args.project:
         cloud = CloudConfig(
             project=args.project, region=args.region, image=args.image,
             dataflow_machine_type=args.dataflow_machine_type, vertex_training=args.vertex_training,
+            **({"training_replicas": args.replicas} if args.replicas is not None else {}),
         )
     with quiet_logs(log_file(os.path.dirname(os.path.abspath(args.output)), "compile"), args.verbose):
         from pipeline.kubeflow_runner import compile_pipeline
@@ -566,6 +571,9 @@ def parser() -> argparse.ArgumentParser:
     comp.add_argument("--region", default=_default("region", CloudConfig))
     comp.add_argument("--dataflow-machine-type", default=_default("dataflow_machine_type", CloudConfig))
     comp.add_argument("--vertex-training", action="store_true", help="run the Trainer as a Vertex AI Training job")
+    comp.add_argument("--replicas", type=int, default=None, metavar="N",
+                      help="with --vertex-training: train on N machines (a chief and N - 1 workers, "
+                           "MultiWorkerMirroredStrategy; default 1)")
     comp.set_defaults(func=cmd_compile)
 
     submit = sub.add_parser("submit", parents=[common], help="submit a compiled spec to Vertex AI Pipelines",

@@ -16,7 +16,7 @@ import dataclasses
 import os
 import re
 import urllib.parse
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from core import comparison
 from core.errors import ConfigError, check_choice
@@ -152,6 +152,18 @@ class CloudConfig:
     # Run the Trainer as a Vertex AI custom job instead of inside the pipeline step.
     vertex_training: bool = False
     training_machine_type: str = "n1-standard-8"
+    # Replicas of that job (compile --replicas): 1 trains on one machine; N > 1 is a chief pool of 1 and a
+    # worker pool of N - 1, the same image and machine type, and the Trainer trains with
+    # MultiWorkerMirroredStrategy over them (trainer.distribute; docs/vertex-kubeflow.md).
+    training_replicas: int = 1
+
+    def __post_init__(self):
+        replicas = self.training_replicas
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+            raise ConfigError(f"training_replicas (--replicas): {replicas!r} is not a positive integer")
+        if replicas > 1 and not self.vertex_training:
+            raise ConfigError(f"training_replicas (--replicas): {replicas} replicas need vertex_training "
+                              "(--vertex-training): only a Vertex AI Training job runs the Trainer on several machines")
 
     def beam_pipeline_args(self, pipeline_root: str) -> Tuple[str, ...]:
         return (
@@ -172,15 +184,18 @@ class CloudConfig:
         return {
             "ai_platform_enable_vertex": True,
             "ai_platform_vertex_region": self.region,
-            "ai_platform_training_args": {
-                "project": self.project,
-                "worker_pool_specs": [{
-                    "machine_spec": {"machine_type": self.training_machine_type},
-                    "replica_count": 1,
-                    "container_spec": {"image_uri": self.image},
-                }],
-            },
+            "ai_platform_training_args": {"project": self.project, "worker_pool_specs": self.worker_pool_specs()},
         }
+
+    def worker_pool_specs(self) -> List[Dict]:
+        """The Vertex AI custom job's worker pools: the first (the chief) of 1 replica and, with
+        training_replicas N > 1, a second of N - 1 replicas, the same machine and image. Vertex names them
+        "chief" and "worker" in each replica's TF_CONFIG (trainer.cluster); TFX runs the Trainer's
+        executor in every replica."""
+        def pool(replicas: int) -> Dict:
+            return {"machine_spec": {"machine_type": self.training_machine_type}, "replica_count": replicas,
+                    "container_spec": {"image_uri": self.image}}
+        return [pool(1)] + ([pool(self.training_replicas - 1)] if self.training_replicas > 1 else [])
 
 
 @dataclasses.dataclass(frozen=True)

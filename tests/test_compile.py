@@ -107,3 +107,40 @@ def test_compile_writes_the_model_and_ingestion_options_into_the_spec(tmp_path, 
     ratings_gen = job["pipelineSpec"]["root"]["dag"]["tasks"]["RatingsExampleGen"]
     settings = read_settings({"custom_config": ratings_gen["inputs"]["parameters"]["custom_config"]["runtimeValue"]["constant"]})
     assert (settings["max_bad_rows"], settings["train_fraction"], settings["split_method"]) == (3, 0.7, "temporal")
+
+
+def _training_pools(job):
+    model_config = json.loads(job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]["model_config"]["defaultValue"])
+    return model_config["ai_platform_training_args"]["worker_pool_specs"]
+
+
+def test_vertex_training_replicas_compile_to_a_chief_pool_and_a_worker_pool(specs, tmp_path, cli):
+    # Without --replicas: one pool of one replica (one machine, no TF_CONFIG cluster to speak of).
+    [single] = _training_pools(specs["vertex"][1])
+    assert single["replica_count"] == 1
+    path = tmp_path / "replicas.json"
+    result = cli("compile", "--target", "vertex", "--output", str(path), "--image", IMAGE, "--data", "gs://b/d",
+                 "--root", "gs://b/r", "--project", "my-proj", "--vertex-training", "--replicas", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    chief, workers = _training_pools(json.load(open(path)))
+    # Vertex's first pool is the chief (TF_CONFIG "chief"), the second the workers ("worker").
+    assert (chief["replica_count"], workers["replica_count"]) == (1, 2)
+    for pool in (chief, workers):
+        assert pool["container_spec"]["image_uri"] == IMAGE
+        assert pool["machine_spec"] == single["machine_spec"]
+    assert "VertexTrainingExecutor" in json.dumps(json.load(open(path)))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--project", "my-proj", "--replicas", "2"], "error: --replicas 2 needs --vertex-training and --project"),
+    (["--project", "my-proj", "--vertex-training", "--replicas", "0"],
+     "error: training_replicas (--replicas): 0 is not a positive integer"),
+])
+def test_replicas_argument_errors(tmp_path, cli, extra, message):
+    path = tmp_path / "p.json"
+    result = cli("compile", "--target", "vertex", "--image", IMAGE, "--data", "gs://b/d", "--root", "gs://b/r",
+                 "--output", str(path), *extra)
+    # One line, no traceback.
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1
+    assert not path.exists()

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from trainer import export
+from trainer import cluster, export
 from transform import features as F
 
 # Batch size of measuring (trainer.metrics) and of reading the catalog.
@@ -140,6 +140,30 @@ def shuffled_batches(columns: Dict[str, tf.Tensor], batch_size: int, seed: int) 
     size = int(next(iter(columns.values())).shape[0])
     rows = tf.data.Dataset.range(size).shuffle(size, seed=seed, reshuffle_each_iteration=True)
     return _row_batches(columns, rows, batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def worker_batches(columns: Dict[str, tf.Tensor], global_batch: int, seed: int, num_workers: int,
+                   worker_index: int) -> tf.data.Dataset:
+    """This worker's share of every global batch, repeated epoch after epoch (multi-worker training).
+
+    Every worker draws the same seeded row order as shuffled_batches (the seed is the same on every
+    worker) and cuts it into the same global batches of `global_batch` rows; worker i keeps rows
+    cluster.shard_bounds(rows, num_workers, i) of each: a contiguous share, the shares of workers 0..N-1
+    in worker order making up the global batch (so an all-gather of the shares in replica order is the
+    global batch: what RetrievalModel's cross-worker negatives gather). Only this worker's rows are
+    gathered from the in-memory columns (tf.data's AutoShardPolicy.DATA would have every worker build
+    every global batch and drop the others' rows). Repeated, because Keras trains a distributed
+    dataset for steps_per_epoch steps without re-creating its iterator; the shuffle still draws a new
+    order each pass, and batches never cross a pass."""
+    size = int(next(iter(columns.values())).shape[0])
+
+    def share(rows):
+        start, end = cluster.shard_bounds(tf.shape(rows, out_type=tf.int64)[0], num_workers, worker_index)
+        return rows[start:end]
+
+    rows = tf.data.Dataset.range(size).shuffle(size, seed=seed, reshuffle_each_iteration=True)
+    shares = rows.batch(global_batch).map(share).repeat()
+    return shares.map(lambda batch: _rows(columns, batch)).prefetch(tf.data.AUTOTUNE)
 
 
 def sampled_ratings(file_pattern: Patterns, order: np.ndarray, max_rows: int, seed: int) -> Dict[str, tf.Tensor]:

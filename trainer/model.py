@@ -123,6 +123,30 @@ def pooled_history(gathered: tf.Tensor, movies: tf.Tensor, items: tf.Tensor, kee
     return pooled[:, 0], attention._output_dense(values[:, None])[:, 0]
 
 
+def global_batch_candidates(candidate: tf.Tensor, probability: Optional[tf.Tensor]):
+    """The in-batch candidates of the GLOBAL batch, this replica's own first: (candidates, probabilities).
+
+    With one replica (the default strategy, or any cross-replica context) `candidate` and `probability`
+    themselves, untouched. Under MultiWorkerMirroredStrategy each worker holds a contiguous share of the
+    global batch (trainer.data.worker_batches); its queries are scored against every worker's
+    candidates, all-gathered in replica order (the global batch) and rolled so that its own come first,
+    where tfrs' Retrieval task puts the positives (labels eye(queries, candidates); the other
+    candidates are extra negatives). So each query has the negatives it has on one worker, the
+    replicas' summed losses are the one-worker loss of the global batch, and the all-gather's gradient
+    (an all-reduce of the upstream gradient, then this replica's rows) carries each candidate's share
+    back to the worker that computed it.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return candidate, probability
+    sizes = context.all_gather(tf.shape(candidate)[:1], axis=0)
+    offset = tf.reduce_sum(sizes[:context.replica_id_in_sync_group])
+    candidates = tf.roll(context.all_gather(candidate, axis=0), -offset, axis=0)
+    if probability is not None:
+        probability = tf.roll(context.all_gather(probability, axis=0), -offset, axis=0)
+    return candidates, probability
+
+
 class RetrievalModel(tfrs.models.Model):
     """In-batch softmax retrieval over (query, movie) pairs.
 
@@ -131,6 +155,8 @@ class RetrievalModel(tfrs.models.Model):
     -log(probability) (logQ correction of the sampling bias). `embedding_l2`
     adds that multiple of the squared norms of the batch's query and candidate
     embeddings to the loss.
+    Under MultiWorkerMirroredStrategy the in-batch negatives are the whole global batch's
+    (global_batch_candidates), as on one worker.
     No metrics are computed while training (trainer.metrics measures the model
     with tfrs.metrics.FactorizedTopK over the whole catalog afterwards).
     """
@@ -156,9 +182,10 @@ class RetrievalModel(tfrs.models.Model):
         probability = None
         if self._candidate_probability is not None:
             probability = tf.gather(self._candidate_probability, features[self.candidate_tower.key])
+        candidates, probability = global_batch_candidates(candidate, probability)
         loss = self.task(
             query,
-            candidate,
+            candidates,
             candidate_sampling_probability=probability,
             compute_metrics=not training,
             compute_batch_metrics=False,

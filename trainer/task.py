@@ -15,10 +15,15 @@ name (the job's variant, added by the pipeline). The run writes:
 
 The input pipeline is trainer.data's, the measurements and logs trainer.metrics', the towers the family's
 (trainer.families); this module builds the model from them and runs the whole.
+
+When TF_CONFIG names several workers (Vertex AI Training with several replicas), every worker runs
+run_fn under MultiWorkerMirroredStrategy and only the chief writes the outputs above
+(trainer.distribute); with one worker nothing changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Dict, List, Optional
@@ -28,7 +33,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.python.autograph.core import config as autograph_config
 
-from trainer import export, families, warm_start
+from trainer import cluster, distribute, export, families, warm_start
 from trainer.config import CATALOG_PATTERN_KEY, TENSORBOARD_STEPS, TENSORBOARD_TRAIN, TOP_KS, ModelConfig
 from trainer.data import (
     METRICS_BATCH,
@@ -38,6 +43,7 @@ from trainer.data import (
     sampled_ratings,
     shuffled_batches,
     transformed_ratings_and_order,
+    worker_batches,
 )
 from trainer.metrics import (
     BatchSummaries,
@@ -119,7 +125,24 @@ def start_from_base(model: RetrievalModel, tf_transform_output: tft.TFTransformO
 
 
 def run_fn(fn_args) -> None:
+    """Trains, measures and exports (the module docstring); under MultiWorkerMirroredStrategy when
+    TF_CONFIG names several workers (trainer.distribute), each worker then running the whole of it and
+    only the chief writing to the outputs. With one worker the run is what it always was."""
     config = ModelConfig.from_custom_config(fn_args.custom_config)
+    workers = cluster.from_environment()
+    if not workers.distributed:
+        train_and_export(fn_args, config, fn_args.serving_model_dir, fn_args.model_run_dir)
+        return
+    strategy = distribute.strategy(workers)  # before any other TensorFlow op
+    with distribute.output_dirs(workers, fn_args.serving_model_dir, fn_args.model_run_dir) as (serving, run_dir):
+        train_and_export(fn_args, config, serving, run_dir, strategy)
+        distribute.barrier(strategy)  # no worker leaves before the chief has written
+
+
+def train_and_export(fn_args, config: ModelConfig, serving_model_dir: str, model_run_dir: str,
+                     strategy: Optional[tf.distribute.Strategy] = None) -> None:
+    """run_fn's work, writing to serving_model_dir and model_run_dir; with a multi-worker `strategy`,
+    this worker's part of it (trainer.distribute: global batch, sharding, negatives)."""
     family = families.get(config.family)
     # Seeded and deterministic kernels: the same data and config train the same model.
     tf.config.experimental.enable_op_determinism()
@@ -127,7 +150,11 @@ def run_fn(fn_args) -> None:
     transform_layer = tf_transform_output.transform_features_layer()
     train_files, eval_files = fn_args.train_files, fn_args.eval_files
 
-    model = build_model(tf_transform_output, config)
+    def scope():  # where variables are created: mirrored on every worker (a scope is entered once)
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    with scope():
+        model = build_model(tf_transform_output, config)
     # Transformed once, not once per epoch; raw inputs are held only for the train metric's sample.
     columns, order = transformed_ratings_and_order(train_files, transform_layer)
     train = shuffled_batches(columns, config.batch_size, config.seed)
@@ -138,16 +165,25 @@ def run_fn(fn_args) -> None:
     if config.warm_start:
         # fn_args.base_model: the latest blessed model's serving directory (the
         # Trainer's base_model channel), None on the first run.
-        warm = start_from_base(model, tf_transform_output, fn_args.base_model, train)
+        with scope():
+            warm = start_from_base(model, tf_transform_output, fn_args.base_model, train)
     epochs = config.epochs_to_train(bool(warm and warm["warm_started"]))
-    log_dir = tensorboard_dir(fn_args.model_run_dir, fn_args.custom_config)
+    log_dir = tensorboard_dir(model_run_dir, fn_args.custom_config)
     callbacks = [
         LearningRateLogger(),
         # Epoch logs; the step logs are BatchSummaries' (without the per-step cost).
         tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch", write_graph=False, profile_batch=0),
         BatchSummaries(f"{log_dir}/{TENSORBOARD_TRAIN}", TENSORBOARD_STEPS),
     ]
-    history = model.fit(train, epochs=epochs, verbose=0, callbacks=callbacks)
+    fit_arguments = {}
+    if strategy is not None:
+        # Each worker's share of every global batch of config.batch_size rows (trainer.data.worker_batches),
+        # as a distributed dataset: Keras neither re-shards nor re-batches it.
+        train = strategy.distribute_datasets_from_function(
+            lambda context: worker_batches(columns, config.batch_size, config.seed, context.num_input_pipelines,
+                                           context.input_pipeline_id))
+        fit_arguments["steps_per_epoch"] = -(-len(order) // config.batch_size)
+    history = model.fit(train, epochs=epochs, verbose=0, callbacks=callbacks, **fit_arguments)
     train_seconds = time.time() - started
 
     catalog = read_catalog(fn_args.custom_config[CATALOG_PATTERN_KEY])
@@ -167,10 +203,10 @@ def run_fn(fn_args) -> None:
         metrics["warm_start"] = warm
     logging.info("retrieval metrics: %s", metrics)
     write_top_k_summaries(log_dir, metrics, config, epochs)
-    write_metrics(fn_args.model_run_dir, metrics)
+    write_metrics(model_run_dir, metrics)
 
     export.save(
-        fn_args.serving_model_dir,
+        serving_model_dir,
         model,
         tf_transform_output,
         candidates,
@@ -181,4 +217,4 @@ def run_fn(fn_args) -> None:
         family=config.family,
         exclude_history=config.exclude_history,
     )
-    warm_start.write_sidecar(fn_args.serving_model_dir, model, model_vocabularies(model, tf_transform_output))
+    warm_start.write_sidecar(serving_model_dir, model, model_vocabularies(model, tf_transform_output))

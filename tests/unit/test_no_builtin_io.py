@@ -43,6 +43,9 @@ ALLOWED = {
     # (io.BytesIO); only its bytes go through tf.io.gfile.
     ("trainer/warm_start.py", "write_sidecar"): {"numpy.savez"},
     ("trainer/warm_start.py", "read_sidecar"): {"numpy.load"},
+    # A non-chief worker's outputs go to a local temporary directory (its own
+    # disk: nothing of it may reach the shared gs:// outputs), deleted after.
+    ("trainer/distribute.py", "output_dirs"): {"tempfile.mkdtemp", "shutil.rmtree"},
     # ML Metadata's SQLite file is opened by the SQLite client, on the machine
     # running the report: a local path by nature.
     ("app/results.py", "metadata_store"): {"os.path.abspath"},
