@@ -235,7 +235,10 @@ def test_only_the_chief_writes_the_outputs(runs):
     assert all(d.startswith(str(two / "tmp-1")) for d in worker["worker_dirs"]), worker
     assert "serving_model/saved_model.pb" in worker["worker_files"], log
     assert f"model_run/{METRICS_FILE}" in worker["worker_files"], log
-    assert worker["worker_dirs_left"] == [] and os.listdir(two / "tmp-1") == []
+    # Nothing of the Trainer's is left in that TMPDIR (other libraries use it too: under TF 2.21
+    # AutoGraph leaves the __pycache__ of the modules it generates there).
+    assert worker["worker_dirs_left"] == []
+    assert [name for name in os.listdir(two / "tmp-1") if name.startswith("movielens-tfx-")] == []
     # The chief wrote in place.
     assert reports[0][1]["worker_dirs"] == [str(two / "model" / "Format-Serving"), str(two / "model_run")]
 
