@@ -5,8 +5,8 @@
   python bench/pipeline_bench.py --synthetic 10000000 --configs default --json growth-10m.json
   python bench/growth.py growth-100k.json growth-1m.json growth-10m.json [--config default] [--plot growth.png]
 
-For each component (both variants' seconds added: the cost of one run of the
-main job) it fits seconds = a * ratings ** b by least squares on log-log
+For each component the runs share (both variants' seconds added: the cost of
+one run of the main job; runs with `pipeline_bench.py --to` stop early) it fits seconds = a * ratings ** b by least squares on log-log
 axes and prints b, the growth exponent (1: linear; a fixed cost: 0), and the
 fit's extrapolation to ml-25m's 25M and to 1B ratings. The extrapolation is
 only as good as the fit's range: it names what would dominate, not a time to
@@ -46,9 +46,10 @@ def growth_table(results: List[Dict], config: str) -> List[Dict]:
     results = sorted(results, key=lambda r: r["ratings"])
     sizes = [r["ratings"] for r in results]
     per_size = [component_costs(r, config) for r in results]
-    per_size_total = [r["configs"][config]["wall_seconds"] for r in results]
     rows = []
+    # The components every run has (a run with pipeline_bench --to stops early); "total" is their sum.
     names = [name for name in per_size[-1] if all(name in costs for costs in per_size)]
+    per_size_total = [sum(costs[n] for n in names) for costs in per_size]
     for name, costs in [(n, [c[n] for c in per_size]) for n in names] + [("total", per_size_total)]:
         a, b = fit_power_law(sizes, costs)
         rows.append({"component": name, "seconds": costs, "exponent": b,

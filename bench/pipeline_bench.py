@@ -15,7 +15,9 @@ same data and prints the ratio pipeline (tutorial config) / script.
 With --synthetic N it first generates about N ratings (`synthetic.at_scale`:
 ml-1m layout, N/160 users, N/270 movies, users rating in sessions). --set and
 --train-fraction, --split and --beam-workers change the config as they do for
-`movielens-tfx run`. --json FILE keeps the figures for bench/growth.py (each
+`movielens-tfx run`. --to NODE[,NODE] runs the baseline variant only up to those
+components (e.g. `--to Transform,Baselines`: the data components alone, at a scale
+whose Trainer would not fit the time). --json FILE keeps the figures for bench/growth.py (each
 component's cost against the number of ratings, log-log).
 """
 
@@ -38,7 +40,7 @@ def _cpu_seconds() -> float:
 
 
 def run_one(config_name: str, data: str, train_fraction: float, overrides: list, beam_workers: int,
-            split=None) -> dict:
+            split=None, to_node=None) -> dict:
     from app.cli import model_overrides
     from app.job import run_job
     from app.logs import quiet_logs
@@ -48,6 +50,8 @@ def run_one(config_name: str, data: str, train_fraction: float, overrides: list,
     config = named_config(config_name, data_path=data, output_dir=output, train_fraction=train_fraction, split=split,
                           beam_workers=beam_workers)
     config = config.with_model(**model_overrides(overrides))
+    if to_node:
+        return run_to(config, to_node, output)
     cpu = _cpu_seconds()
     with quiet_logs(os.path.join(output, "run.log")):
         result = run_job(config)
@@ -63,6 +67,27 @@ def run_one(config_name: str, data: str, train_fraction: float, overrides: list,
     }
 
 
+def run_to(config, to_node: str, output: str) -> dict:
+    """The baseline variant's run up to the components of `to_node` (comma-separated) and no further (e.g. the
+    data components at a scale whose Trainer would not fit the time): timings in run_one's shape, no accuracies."""
+    import time
+
+    from app.logs import quiet_logs
+    from pipeline.local_runner import run_pipeline
+
+    cpu, started = _cpu_seconds(), time.time()
+    with quiet_logs(os.path.join(output, "run.log")):
+        timings = run_pipeline(config.with_model(use_timestamps=False), to_nodes=to_node.split(","))
+    return {
+        "timings": {"baseline": timings},
+        "wall_seconds": round(time.time() - started, 1),
+        "cpu_seconds": round(_cpu_seconds() - cpu, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "to": to_node,
+        "output": output,
+    }
+
+
 def _child(args: list) -> dict:
     out = subprocess.run([sys.executable, *args], capture_output=True, text=True)
     if out.returncode != 0:
@@ -71,18 +96,23 @@ def _child(args: list) -> dict:
 
 
 def print_config(name: str, rows: dict) -> None:
-    print(f"\n== config {name}: pipeline, both models, cold")
+    print(f"\n== config {name}: pipeline, {'the baseline model up to ' + rows['to'] if 'to' in rows else 'both models'}"
+          ", cold")
     # The process's peak RSS when the component ended, in each run (the
     # timestamp run's upstream components are cached: their peak is the one
     # the process had reached by then).
     print(f"{'component':<28} {'baseline s':>11} {'timestamp s':>12} {'CPU s, both':>12} "
           f"{'peak RSS MB, baseline / timestamp run':>38}")
-    second = {t["component"]: t for t in rows["timings"]["timestamp"]}
+    second = {t["component"]: t for t in rows["timings"].get("timestamp", [])}
     for t in rows["timings"]["baseline"]:
         other = second.get(t["component"], {})
         cpu = t.get("cpu_seconds", 0) + other.get("cpu_seconds", 0)
         print(f"{t['component']:<28} {t['seconds']:>11.1f} {other.get('seconds', 0):>12.1f} {cpu:>12.1f} "
               f"{t['peak_rss_mb']:>26} / {other.get('peak_rss_mb', 0):>9}")
+    if "to" in rows:
+        print(f"total wall time {rows['wall_seconds']:.1f} s (CPU {rows['cpu_seconds']:.1f} s), peak RSS "
+              f"{rows['peak_rss_mb']} MB; the baseline variant's run up to {rows['to']} only")
+        return
     top = rows["eval_top_100"]
     print(f"total wall time {rows['wall_seconds']:.1f} s (CPU {rows['cpu_seconds']:.1f} s), peak RSS {rows['peak_rss_mb']} MB; "
           "eval top-100: "
@@ -101,10 +131,13 @@ def main() -> None:
     parser.add_argument("--beam-workers", type=int, default=1)
     parser.add_argument("--json", metavar="FILE", help="also write the results (and the rating count) to FILE, "
                         "for bench/growth.py")
+    parser.add_argument("--to", metavar="NODE[,NODE]", help="run the baseline variant only up to these components "
+                        "(e.g. Transform,Baselines: the data components alone)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.data, args.train_fraction, args.set, args.beam_workers, args.split)))
+        print(json.dumps(run_one(args.one, args.data, args.train_fraction, args.set, args.beam_workers, args.split,
+                                 args.to)))
         return
     data = args.data
     ratings = None
@@ -120,7 +153,8 @@ def main() -> None:
         overrides = [f"--set={pair}" for pair in args.set]
         split = ["--split", args.split] if args.split else []
         results[name] = _child([__file__, "--data", data, "--train-fraction", str(args.train_fraction), *overrides, *split,
-                                "--beam-workers", str(args.beam_workers), "--one", name])
+                                "--beam-workers", str(args.beam_workers), *(["--to", args.to] if args.to else []),
+                                "--one", name])
         print_config(name, results[name])
     if args.json:
         with open(args.json, "w") as f:

@@ -28,6 +28,16 @@ def test_exponents_of_known_laws():
     assert rows["Linear"]["seconds"] == pytest.approx([3.0, 30.0, 300.0])  # sorted by size
     assert rows["Superlinear"]["extrapolated"]["1B"] == pytest.approx(1e-9 * 1e9 ** 1.5)
     assert 0 < rows["total"]["exponent"] < 1.5
+    assert rows["total"]["seconds"][0] == pytest.approx(5.0 + 3.0 + 1e-9 * 1e5 ** 1.5)
+
+
+def test_only_the_components_every_run_has():
+    laws = {"Transform": lambda n: 1e-5 * n, "RetrievalTrainer": lambda n: 1e-4 * n}
+    partial = _result(10**7, {"Transform": laws["Transform"]})  # pipeline_bench --to Transform
+    rows = {r["component"]: r for r in growth.growth_table([_result(10**5, laws), _result(10**6, laws), partial],
+                                                          "default")}
+    assert set(rows) == {"Transform", "total"}
+    assert rows["total"]["seconds"] == pytest.approx([1.0, 10.0, 100.0])
 
 
 def test_one_size_is_refused(tmp_path, capsys, monkeypatch):
