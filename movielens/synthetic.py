@@ -216,6 +216,34 @@ def _cdf(weights: np.ndarray) -> np.ndarray:
     return np.cumsum(weights, axis=-1) / np.where(totals > 0, totals, 1.0)
 
 
+# Above this many movies the similarity matrix (movies^2 float64: 3.2 GB at 20,000) is computed in blocks of rows.
+_BLOCKED_ABOVE_MOVIES = 20_000
+
+
+def _nearest(vectors: np.ndarray, block: int = 2048) -> np.ndarray:
+    """Each movie's _NEIGHBOURS most similar other movies, most similar first (int [movies, _NEIGHBOURS]).
+
+    Up to _BLOCKED_ABOVE_MOVIES movies the whole similarity matrix is sorted, as
+    always (the data of every size measured so far is unchanged); above, block by
+    block of rows, the top ones found with argpartition and then sorted: the same
+    neighbours but for exact ties, in memory of a block (the whole matrix at 10M
+    ratings, 37,037 movies, would be 11 GB, and its sort as much again)."""
+    n = len(vectors)
+    if n <= _BLOCKED_ABOVE_MOVIES:
+        similarity = vectors @ vectors.T
+        np.fill_diagonal(similarity, -np.inf)
+        return np.argsort(-similarity, axis=1)[:, :_NEIGHBOURS]
+    out = np.empty((n, _NEIGHBOURS), dtype=np.int64)
+    for begin in range(0, n, block):
+        rows = np.arange(begin, min(n, begin + block))
+        similarity = vectors[rows] @ vectors.T
+        similarity[np.arange(len(rows)), rows] = -np.inf
+        top = np.argpartition(-similarity, _NEIGHBOURS, axis=1)[:, :_NEIGHBOURS]
+        order = np.argsort(-np.take_along_axis(similarity, top, axis=1), axis=1)
+        out[rows] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
 def _sessions(rng: np.random.RandomState, num_users: int, num_movies: int, num_ratings: int, num_tastes: int,
               start: int, days: int, context_effect: float = 0.0):
     """Users, movies, timestamps (int arrays [n], n <= num_ratings) of users rating in sessions.
@@ -236,9 +264,7 @@ def _sessions(rng: np.random.RandomState, num_users: int, num_movies: int, num_r
     taste_of_movie = rng.randint(0, num_tastes, size=num_movies)
     vectors = rng.randn(num_tastes, _DIM)[taste_of_movie] + 0.7 * rng.randn(num_movies, _DIM)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    similarity = vectors @ vectors.T
-    np.fill_diagonal(similarity, -np.inf)
-    neighbours = np.argsort(-similarity, axis=1)[:, :_NEIGHBOURS]
+    neighbours = _nearest(vectors)
     popularity = 1.0 / np.arange(1, num_movies + 1) ** _ZIPF
     rng.shuffle(popularity)
     similar_of = _Sampler(_cdf(popularity[neighbours] ** 0.7))

@@ -99,3 +99,15 @@ def test_planted_context_ties_movies_to_the_time_of_day_and_zero_is_the_plain_se
         synthetic.generate(str(tmp_path / "x"), context_effect=0.3)
     with pytest.raises(ValueError, match=r"context_effect: 1.5 is not in \[0, 1\]"):
         synthetic.generate(str(tmp_path / "x"), sessions=True, context_effect=1.5)
+
+
+def test_nearest_movies_in_blocks_are_the_whole_matrix_ones(monkeypatch):
+    rng = np.random.RandomState(3)
+    vectors = rng.randn(700, 8)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    whole = synthetic._nearest(vectors)
+    monkeypatch.setattr(synthetic, "_BLOCKED_ABOVE_MOVIES", 100)
+    blocked = synthetic._nearest(vectors, block=64)
+    assert blocked.shape == (700, synthetic._NEIGHBOURS)
+    np.testing.assert_array_equal(blocked, whole)
+    assert not (blocked == np.arange(700)[:, None]).any()  # never the movie itself
