@@ -30,6 +30,7 @@ from app import lock, timeline
 from app.results import as_tfx, data_result, latest_outputs, variant_result
 from components.atomic_pusher import existing_versions
 from components.data_gate import drift_findings, drift_measurements
+from components.evaluator import model_key
 from core.comparison import GATE_K
 from movielens import files, spans
 from pipeline.config import PipelineConfig
@@ -55,14 +56,14 @@ def prepare_data(data_path: str, output_dir: str, span_days: int, max_bad_rows: 
     return root
 
 
-# The last model model_accuracy loaded, by its directory and the identity (names, times, sizes) of its
-# files: the frozen model is the same pushed version on every span of a replay, and loading it again
+# The last model model_accuracy loaded, by the Evaluator's model_key (its directory and the names, times
+# and sizes of its files): the frozen model is the same pushed version on every span of a replay, and loading it again
 # was 0.6 s of each span. A directory whose files changed is loaded again.
 _loaded: Dict[tuple, object] = {}
 
 
 def _load(model_dir: str):
-    key = (model_dir, files.identity(model_dir), files.identity(files.join(model_dir, "variables")))
+    key = model_key(model_dir, ())
     if key not in _loaded:
         _loaded.clear()
         _loaded[key] = tf.saved_model.load(model_dir)
