@@ -374,12 +374,9 @@ def cmd_recommend(args) -> int:
         print(f"note: serving version {line} skipped: using {os.path.basename(model_dir)}", file=sys.stderr)
     if config_note:
         print(f"note: {config_note}", file=sys.stderr)
-    if args.index:
-        note = (f"only {len(items)} of the {args.k} asked: every other movie of the catalog is in the user's history "
-                f"({len(history)} movies)") if len(items) < args.k else None
-    else:
-        note = (f"only {len(items)} of the {args.k} asked: every other movie of the model's top {len(scores)} is in "
-                f"the user's history ({len(history)} movies)") if len(items) < args.k else None
+    searched = "the catalog" if args.index else f"the model's top {len(scores)}"
+    note = (f"only {len(items)} of the {args.k} asked: every other movie of {searched} is in the user's history "
+            f"({len(history)} movies)") if len(items) < args.k else None
     if args.json:
         answer = {"user_id": str(args.user), "timestamp": timestamp, "model": model_dir,
                   "history": [movie for movie, _ in history], "recommendations": items}
