@@ -5,8 +5,9 @@
   python bench/pipeline_bench.py --synthetic 10000000 --configs default --json growth-10m.json
   python bench/growth.py growth-100k.json growth-1m.json growth-10m.json [--config default] [--plot growth.png]
 
-For each component the runs share (both variants' seconds added: the cost of
-one run of the main job; runs with `pipeline_bench.py --to` stop early) it fits seconds = a * ratings ** b by least squares on log-log
+For each component the runs share (the seconds of the variants every run has
+added: both, the cost of one run of the main job; the baseline variant alone
+when a run used `pipeline_bench.py --to`, which also stops early) it fits seconds = a * ratings ** b by least squares on log-log
 axes and prints b, the growth exponent (1: linear; a fixed cost: 0), and the
 fit's extrapolation to ml-25m's 25M and to 1B ratings. The extrapolation is
 only as good as the fit's range: it names what would dominate, not a time to
@@ -32,11 +33,17 @@ def fit_power_law(sizes: Sequence[float], costs: Sequence[float]) -> Tuple[float
     return math.exp(my - b * mx), b
 
 
-def component_costs(result: Dict, config: str) -> Dict[str, float]:
-    """{component: seconds of both variants' runs} from one pipeline_bench --json result."""
+def shared_variants(results: List[Dict], config: str) -> List[str]:
+    """The variants (baseline, timestamp) whose timings every result has."""
+    variants = [set(r["configs"][config]["timings"]) for r in results]
+    return sorted(set.intersection(*variants))
+
+
+def component_costs(result: Dict, config: str, variants: Sequence[str]) -> Dict[str, float]:
+    """{component: seconds of `variants`' runs added} from one pipeline_bench --json result."""
     costs: Dict[str, float] = {}
-    for timings in result["configs"][config]["timings"].values():
-        for t in timings:
+    for variant in variants:
+        for t in result["configs"][config]["timings"][variant]:
             costs[t["component"]] = costs.get(t["component"], 0.0) + t["seconds"]
     return costs
 
@@ -45,22 +52,28 @@ def growth_table(results: List[Dict], config: str) -> List[Dict]:
     """One row per component (and "total"): the costs by size, the exponent and the extrapolations."""
     results = sorted(results, key=lambda r: r["ratings"])
     sizes = [r["ratings"] for r in results]
-    per_size = [component_costs(r, config) for r in results]
+    variants = shared_variants(results, config)
+    per_size = [component_costs(r, config, variants) for r in results]
     rows = []
     # The components every run has (a run with pipeline_bench --to stops early); "total" is their sum.
     names = [name for name in per_size[-1] if all(name in costs for costs in per_size)]
     per_size_total = [sum(costs[n] for n in names) for costs in per_size]
     for name, costs in [(n, [c[n] for c in per_size]) for n in names] + [("total", per_size_total)]:
         a, b = fit_power_law(sizes, costs)
-        rows.append({"component": name, "seconds": costs, "exponent": b,
+        rows.append({"component": name, "seconds": costs, "exponent": b, "variants": variants,
                      "extrapolated": {label: a * n ** b for label, n in EXTRAPOLATE}})
     return rows
+
+
+def _variants_label(rows: List[Dict]) -> str:
+    variants = rows[0]["variants"]
+    return "both variants" if len(variants) == 2 else f"{' and '.join(variants)} variant"
 
 
 def print_table(rows: List[Dict], sizes: Sequence[int]) -> None:
     head = "".join(f"{f'{n:,}':>13}" for n in sizes)
     tail = "".join(f"{label:>13}" for label, _ in EXTRAPOLATE)
-    print(f"{'component (s, both variants)':<30}{head} {'exponent':>9}{tail}")
+    print(f"{'component (s, ' + _variants_label(rows) + ')':<30}{head} {'exponent':>9}{tail}")
     for row in rows:
         cells = "".join(f"{s:>13.1f}" for s in row["seconds"])
         extra = "".join(f"{row['extrapolated'][label]:>13,.0f}" for label, _ in EXTRAPOLATE)
@@ -79,7 +92,7 @@ def plot(rows: List[Dict], sizes: Sequence[int], path: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("ratings")
-    ax.set_ylabel("seconds (both variants)")
+    ax.set_ylabel(f"seconds ({_variants_label(rows)})")
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()

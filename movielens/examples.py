@@ -80,16 +80,6 @@ def catalog_examples(movies: Dict[str, Movie]) -> List[bytes]:
     return _encode(_catalog_columns(movies, sorted(movies, key=int)))
 
 
-def _members(histories: ml_history.Histories, rows: np.ndarray, keep: Optional[np.ndarray] = None):
-    """The history elements of `rows` in order (row indices) and list offsets; rows with keep False get none."""
-    starts, ends = histories.offsets[rows], histories.offsets[rows + 1]
-    if keep is not None:
-        ends = np.where(keep, ends, starts)
-    offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
-    positions = np.repeat(starts - offsets[:-1], ends - starts) + np.arange(offsets[-1])
-    return histories.rows[positions], offsets
-
-
 def _lists(values: pa.Array, offsets: np.ndarray) -> pa.LargeListArray:
     return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
 
@@ -119,8 +109,10 @@ class RatingEncoder:
         is_eval[eval_rows] = True
         codes = {u: i for i, u in enumerate(dict.fromkeys(ratings.user_ids))}
         user_codes = np.fromiter((codes[u] for u in ratings.user_ids), np.int64, count=len(ratings))
-        self._histories = ml_history.build(user_codes, self._timestamps, is_eval, max_history)
-        self._rated = ml_history.build(user_codes, self._timestamps, is_eval, MAX_RATED_BEFORE, only=is_eval)
+        # Histories are looked up per encoded chunk: listing all of them up front grows
+        # with ratings x history (OOM-killed at 24 GB for 10M ratings).
+        self._histories = ml_history.HistoryIndex(user_codes, self._timestamps, is_eval)
+        self._max_history = max_history
         self._is_eval = is_eval
         # Every movie id once, in catalog order: history lists are taken from it by
         # position in Arrow (a Python bytes object per history element was most of
@@ -138,12 +130,11 @@ class RatingEncoder:
         if self._users is not None:
             users = pa.array(self._user_index[rows])
             columns.update({name: column.take(users) for name, column in self._users.items()})
-        members, offsets = _members(self._histories, rows)
-        columns["history"] = _lists(self._movie_ids.take(pa.array(self._movie_index[members])), offsets)
-        columns["history_timestamps"] = _lists(pa.array(self._timestamps[members], pa.int64()), offsets)
-        rated, rated_offsets = _members(self._rated, rows, keep=self._is_eval[rows])
-        columns["rated_before"] = _lists(self._movie_ids.take(pa.array(self._movie_index[rated])), rated_offsets)
-        h = self._histories
+        h = self._histories.lookup(rows, self._max_history)
+        columns["history"] = _lists(self._movie_ids.take(pa.array(self._movie_index[h.rows])), h.offsets)
+        columns["history_timestamps"] = _lists(pa.array(self._timestamps[h.rows], pa.int64()), h.offsets)
+        rated = self._histories.lookup(rows, MAX_RATED_BEFORE, only=self._is_eval[rows])
+        columns["rated_before"] = _lists(self._movie_ids.take(pa.array(self._movie_index[rated.rows])), rated.offsets)
         columns["user_in_train"] = _numbers(self._user_in_train[rows], pa.int64())
-        columns["history_bucket"] = _bytes([ml_history.length_bucket(n) for n in h.full_lengths[rows]])
+        columns["history_bucket"] = _bytes([ml_history.length_bucket(n) for n in h.full_lengths])
         return _encode(columns)

@@ -11,7 +11,8 @@ For a rating r of user u at time t, the history holds u's ratings s with
 most recent first (equal timestamps: the later row in the file first), at most `max_length` of them.
 The count before truncation is kept too (for slicing by history length).
 
-Vectorised: one sort of all ratings by (user, time, row) and binary searches; no Python loop per rating.
+Vectorised: one sort of all ratings by (user, time, row) (HistoryIndex) and binary searches; no Python loop
+per rating.
 """
 
 from __future__ import annotations
@@ -39,55 +40,69 @@ def _ordered(user_codes: np.ndarray, timestamps: np.ndarray, rows: np.ndarray) -
     return rows[np.lexsort((rows, timestamps[rows], user_codes[rows]))]
 
 
-def build(user_codes: np.ndarray, timestamps: np.ndarray, is_eval: np.ndarray, max_length: int,
-          only: Optional[np.ndarray] = None) -> Histories:
-    """Histories of every rating (see module docstring).
+def _key(user_codes: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """(user, time) as one sortable int: user-major (timestamps are non-negative and < 2**40)."""
+    return user_codes * (1 << 40) + timestamps
+
+
+class HistoryIndex:
+    """Every rating sorted by (user, time, row), twice (all ratings; train only), to look histories up.
+
+    Memory is about 4 int64 per rating (320 MB for 10M ratings); a lookup's
+    memory is its own histories', so ExampleGen looks them up chunk by chunk
+    instead of listing all of them at once (50 a rating: 4 GB at 10M, and 5x
+    that in temporaries).
 
     user_codes: int64 [n], one integer per user; timestamps: int64 [n];
-    is_eval: bool [n], True for the eval split's ratings; only: bool [n] or
-    None, the ratings whose history is listed (the others get an empty list,
-    their full_lengths still counted): rated_before is kept for eval ratings
-    only, and listing it for all of 1M synthetic ratings (about 80 a rating)
-    was ExampleGen's 6 GB peak.
+    is_eval: bool [n], True for the eval split's ratings.
     """
-    n = len(timestamps)
-    user_codes = np.asarray(user_codes, np.int64)
-    timestamps = np.asarray(timestamps, np.int64)
-    is_eval = np.asarray(is_eval, bool)
-    everything = _ordered(user_codes, timestamps, np.arange(n, dtype=np.int64))
-    train_only = _ordered(user_codes, timestamps, np.flatnonzero(~is_eval).astype(np.int64))
 
-    def bounds(source: np.ndarray, queries: np.ndarray):
-        """For each query rating, [first, cut) of its user's ratings in `source` strictly before it."""
-        keys = np.stack([user_codes[source], timestamps[source]], axis=1)
-        # Sort key as one int: user-major, then time (timestamps are non-negative and < 2**40).
-        flat = keys[:, 0] * (1 << 40) + keys[:, 1]
-        first = np.searchsorted(flat, user_codes[queries] * (1 << 40), side="left")
-        cut = np.searchsorted(flat, user_codes[queries] * (1 << 40) + timestamps[queries], side="left")
-        return first, cut
+    def __init__(self, user_codes: np.ndarray, timestamps: np.ndarray, is_eval: np.ndarray):
+        n = len(timestamps)
+        self._users = np.asarray(user_codes, np.int64)
+        self._timestamps = np.asarray(timestamps, np.int64)
+        self._is_eval = np.asarray(is_eval, bool)
+        self._everything = _ordered(self._users, self._timestamps, np.arange(n, dtype=np.int64))
+        self._train_only = _ordered(self._users, self._timestamps, np.flatnonzero(~self._is_eval).astype(np.int64))
+        self._keys = {source: _key(self._users[rows], self._timestamps[rows])
+                      for source, rows in (("everything", self._everything), ("train_only", self._train_only))}
 
-    first = np.empty(n, np.int64)
-    cut = np.empty(n, np.int64)
-    source_of = np.empty(n, np.int64)  # 0: everything, 1: train only
-    eval_rows, train_rows = np.flatnonzero(is_eval), np.flatnonzero(~is_eval)
-    first[eval_rows], cut[eval_rows] = bounds(everything, eval_rows)
-    first[train_rows], cut[train_rows] = bounds(train_only, train_rows)
-    source_of[eval_rows], source_of[train_rows] = 0, 1
+    def lookup(self, queries: np.ndarray, max_length: int, only: Optional[np.ndarray] = None) -> Histories:
+        """The histories of the ratings at row indices `queries` [q], in that order (Histories indexed 0..q-1).
 
-    full_lengths = cut - first
-    lengths = np.minimum(full_lengths, max_length)
-    if only is not None:
-        lengths = np.where(np.asarray(only, bool), lengths, 0)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    # Position of each history element in its source, most recent first: cut-1, cut-2, ...
-    owner = np.repeat(np.arange(n), lengths)
-    step = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
-    position = cut[owner] - 1 - step
-    rows = np.empty(len(owner), np.int64)
-    from_everything = source_of[owner] == 0
-    rows[from_everything] = everything[position[from_everything]]
-    rows[~from_everything] = train_only[position[~from_everything]]  # none when every rating is eval (a span run)
-    return Histories(offsets=offsets, rows=rows, full_lengths=full_lengths.astype(np.int64))
+        only: bool [q] or None, the queries whose history is listed (the others
+        get an empty list, their full_lengths still counted): rated_before is
+        kept for eval ratings only.
+        """
+        queries = np.asarray(queries, np.int64)
+        from_everything = self._is_eval[queries]  # an eval rating sees every earlier rating; train sees train
+        first = np.empty(len(queries), np.int64)
+        cut = np.empty(len(queries), np.int64)
+        for source, chosen in (("everything", from_everything), ("train_only", ~from_everything)):
+            asked = queries[chosen]
+            # [first, cut): the query user's ratings in `source` strictly before the query's time.
+            first[chosen] = np.searchsorted(self._keys[source], _key(self._users[asked], 0), side="left")
+            cut[chosen] = np.searchsorted(self._keys[source], _key(self._users[asked], self._timestamps[asked]),
+                                          side="left")
+        full_lengths = cut - first
+        lengths = np.minimum(full_lengths, max_length)
+        if only is not None:
+            lengths = np.where(np.asarray(only, bool), lengths, 0)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        # Position of each history element in its source, most recent first: cut-1, cut-2, ...
+        owner = np.repeat(np.arange(len(queries)), lengths)
+        position = np.repeat(cut - 1 + offsets[:-1], lengths) - np.arange(offsets[-1])
+        rows = np.empty(len(owner), np.int64)
+        everything = from_everything[owner]
+        rows[everything] = self._everything[position[everything]]
+        rows[~everything] = self._train_only[position[~everything]]  # none when every rating is eval (a span run)
+        return Histories(offsets=offsets, rows=rows, full_lengths=full_lengths)
+
+
+def build(user_codes: np.ndarray, timestamps: np.ndarray, is_eval: np.ndarray, max_length: int,
+          only: Optional[np.ndarray] = None) -> Histories:
+    """Histories of every rating (see module docstring and HistoryIndex.lookup), by row."""
+    return HistoryIndex(user_codes, timestamps, is_eval).lookup(np.arange(len(timestamps)), max_length, only)
 
 
 def length_bucket(length: int) -> str:

@@ -37,8 +37,10 @@ def planted():
     return train, evaluation, num_items
 
 
-@pytest.mark.parametrize("exclude", [False, True])
-def test_every_baseline_matches_a_brute_force_ranking(planted, exclude):
+@pytest.mark.parametrize("exclude, gram_block", [(False, 2048), (True, 2048), (True, 7)])
+def test_every_baseline_matches_a_brute_force_ranking(planted, exclude, gram_block, monkeypatch):
+    # gram_block 7: the co-occurrence and cosine made by blocks of items (40 movies: 6 blocks, the last short).
+    monkeypatch.setattr(baselines, "_GRAM_BLOCK", gram_block)
     train, evaluation, num_items = planted
     got = baselines.compute(train, evaluation, num_items, exclude_history=exclude, ks=(1, 5, 10))
     popularity = np.bincount(train.items, minlength=num_items).astype(float)

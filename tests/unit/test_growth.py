@@ -40,6 +40,18 @@ def test_only_the_components_every_run_has():
     assert rows["total"]["seconds"] == pytest.approx([1.0, 10.0, 100.0])
 
 
+def test_a_run_of_one_variant_restricts_every_size_to_that_variant():
+    # pipeline_bench --to runs the baseline variant only: the Trainer of both variants must not be set beside one.
+    laws = {"RetrievalTrainer": lambda n: 1e-4 * n}
+    one_variant = _result(10**7, laws)
+    del one_variant["configs"]["default"]["timings"]["timestamp"]
+    rows = {r["component"]: r for r in growth.growth_table([_result(10**5, laws), _result(10**6, laws), one_variant],
+                                                          "default")}
+    assert rows["RetrievalTrainer"]["variants"] == ["baseline"]
+    assert rows["RetrievalTrainer"]["seconds"] == pytest.approx([5.0, 50.0, 500.0])  # each size's baseline half
+    assert rows["RetrievalTrainer"]["exponent"] == pytest.approx(1.0)
+
+
 def test_one_size_is_refused(tmp_path, capsys, monkeypatch):
     with pytest.raises(ValueError, match="two sizes"):
         growth.fit_power_law([10**6], [3.0])

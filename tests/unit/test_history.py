@@ -69,3 +69,21 @@ def test_only_lists_the_chosen_ratings_and_keeps_their_histories_whole():
 
 def test_length_buckets():
     assert [history.length_bucket(n) for n in (0, 1, 9, 10, 49, 50, 300)] == ["0", "1-9", "1-9", "10-49", "10-49", "50+", "50+"]
+
+
+def test_a_lookup_of_some_ratings_in_any_order_equals_their_rows_of_the_whole_build():
+    # ExampleGen looks histories up chunk by chunk (HistoryIndex.lookup); the whole build is the oracle above.
+    rng = np.random.default_rng(3)
+    n = 500
+    users, timestamps = rng.integers(0, 10, size=n), rng.integers(0, 50, size=n)
+    is_eval = rng.random(n) < 0.3
+    index = history.HistoryIndex(users, timestamps, is_eval)
+    whole = history.build(users, timestamps, is_eval, max_length=6)
+    whole_rated = history.build(users, timestamps, is_eval, max_length=1000, only=is_eval)
+    for queries in (rng.permutation(n)[:77], np.array([5, 5, 0]), np.array([], np.int64)):
+        some = index.lookup(queries, max_length=6)
+        rated = index.lookup(queries, max_length=1000, only=is_eval[queries])
+        assert len(some.offsets) == len(queries) + 1 and some.full_lengths.tolist() == whole.full_lengths[queries].tolist()
+        for i, r in enumerate(queries):
+            assert some.of(i).tolist() == whole.of(r).tolist(), r
+            assert rated.of(i).tolist() == whole_rated.of(r).tolist(), r
