@@ -54,7 +54,7 @@ def run_one(config_name: str, data: str, train_fraction: float, overrides: list,
         return run_to(config, to_node, output)
     cpu = _cpu_seconds()
     with quiet_logs(os.path.join(output, "run.log")):
-        result = run_job(config)
+        result = run_job(config, progress=_progress)
     cpu = _cpu_seconds() - cpu
     return {
         "timings": result["timings"],
@@ -77,7 +77,7 @@ def run_to(config, to_node: str, output: str) -> dict:
 
     cpu, started = _cpu_seconds(), time.time()
     with quiet_logs(os.path.join(output, "run.log")):
-        timings = run_pipeline(config.with_model(use_timestamps=False), to_nodes=to_node.split(","))
+        timings = run_pipeline(config.with_model(use_timestamps=False), progress=_progress, to_nodes=to_node.split(","))
     return {
         "timings": {"baseline": timings},
         "wall_seconds": round(time.time() - started, 1),
@@ -88,11 +88,23 @@ def run_to(config, to_node: str, output: str) -> dict:
     }
 
 
+def _progress(line: str) -> None:
+    """Each component as it starts and ends, on the child's stdout, which the parent echoes to stderr as it
+    comes: a long run shows where it is, and a failed one what had finished and in how long."""
+    print(f"  {line}", flush=True)
+
+
 def _child(args: list) -> dict:
-    out = subprocess.run([sys.executable, *args], capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"benchmark child failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """Runs this script (or another bench script) in a fresh process; its last stdout line is its JSON result."""
+    lines = []
+    with subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True) as child:
+        for line in child.stdout:
+            lines.append(line)
+            if not line.startswith("{"):
+                print(line, end="", file=sys.stderr, flush=True)
+    if child.returncode != 0 or not lines:
+        sys.exit(f"benchmark child failed (exit {child.returncode}); what it printed is above")
+    return json.loads(lines[-1])
 
 
 def print_config(name: str, rows: dict) -> None:
