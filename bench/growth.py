@@ -19,6 +19,7 @@ import json
 import math
 from typing import Dict, List, Sequence, Tuple
 
+MIN_SECONDS = 1.0  # a component's row needs this much at one size at least
 EXTRAPOLATE = (("ml-25m", 25_000_000), ("1B", 1_000_000_000))
 
 
@@ -58,7 +59,10 @@ def growth_table(results: List[Dict], config: str) -> List[Dict]:
     # The components every run has (a run with pipeline_bench --to stops early); "total" is their sum.
     names = [name for name in per_size[-1] if all(name in costs for costs in per_size)]
     per_size_total = [sum(costs[n] for n in names) for costs in per_size]
-    for name, costs in [(n, [c[n] for c in per_size]) for n in names] + [("total", per_size_total)]:
+    # Components under MIN_SECONDS at every size are timer noise (0.0 s one run, 0.03 s the next): left out
+    # of the rows (their exponents mean nothing), counted in the total.
+    shown = [n for n in names if max(c[n] for c in per_size) >= MIN_SECONDS]
+    for name, costs in [(n, [c[n] for c in per_size]) for n in shown] + [("total", per_size_total)]:
         a, b = fit_power_law(sizes, costs)
         rows.append({"component": name, "seconds": costs, "exponent": b, "variants": variants,
                      "extrapolated": {label: a * n ** b for label, n in EXTRAPOLATE}})

@@ -20,7 +20,8 @@ def _result(n: int, costs: dict) -> dict:
 
 
 def test_exponents_of_known_laws():
-    laws = {"Fixed": lambda n: 5.0, "Linear": lambda n: 3e-5 * n, "Superlinear": lambda n: 1e-9 * n ** 1.5}
+    laws = {"Fixed": lambda n: 5.0, "Linear": lambda n: 3e-5 * n, "Superlinear": lambda n: 1e-9 * n ** 1.5,
+            "Instant": lambda n: 0.01 if n == 10**6 else 0.0}
     rows = {r["component"]: r for r in growth.growth_table([_result(n, laws) for n in (10**5, 10**7, 10**6)], "default")}
     assert rows["Fixed"]["exponent"] == pytest.approx(0.0, abs=1e-9)
     assert rows["Linear"]["exponent"] == pytest.approx(1.0)
@@ -29,6 +30,8 @@ def test_exponents_of_known_laws():
     assert rows["Superlinear"]["extrapolated"]["1B"] == pytest.approx(1e-9 * 1e9 ** 1.5)
     assert 0 < rows["total"]["exponent"] < 1.5
     assert rows["total"]["seconds"][0] == pytest.approx(5.0 + 3.0 + 1e-9 * 1e5 ** 1.5)
+    assert "Instant" not in rows  # under a second at every size: in the total only
+    assert rows["total"]["seconds"][1] == pytest.approx(5.0 + 30.0 + 1e-9 * 1e6 ** 1.5 + 0.01)
 
 
 def test_only_the_components_every_run_has():
