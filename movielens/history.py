@@ -62,10 +62,11 @@ class HistoryIndex:
         self._users = np.asarray(user_codes, np.int64)
         self._timestamps = np.asarray(timestamps, np.int64)
         self._is_eval = np.asarray(is_eval, bool)
-        self._everything = _ordered(self._users, self._timestamps, np.arange(n, dtype=np.int64))
-        self._train_only = _ordered(self._users, self._timestamps, np.flatnonzero(~self._is_eval).astype(np.int64))
-        self._keys = {source: _key(self._users[rows], self._timestamps[rows])
-                      for source, rows in (("everything", self._everything), ("train_only", self._train_only))}
+        # What a rating's history is read from, by whether the rating is eval: (rows sorted, their sort keys).
+        self._sources = {}
+        for from_eval, rows in ((True, np.arange(n, dtype=np.int64)), (False, np.flatnonzero(~self._is_eval))):
+            rows = _ordered(self._users, self._timestamps, rows.astype(np.int64))
+            self._sources[from_eval] = (rows, _key(self._users[rows], self._timestamps[rows]))
 
     def lookup(self, queries: np.ndarray, max_length: int, only: Optional[np.ndarray] = None) -> Histories:
         """The histories of the ratings at row indices `queries` [q], in that order (Histories indexed 0..q-1).
@@ -78,12 +79,11 @@ class HistoryIndex:
         from_everything = self._is_eval[queries]  # an eval rating sees every earlier rating; train sees train
         first = np.empty(len(queries), np.int64)
         cut = np.empty(len(queries), np.int64)
-        for source, chosen in (("everything", from_everything), ("train_only", ~from_everything)):
-            asked = queries[chosen]
-            # [first, cut): the query user's ratings in `source` strictly before the query's time.
-            first[chosen] = np.searchsorted(self._keys[source], _key(self._users[asked], 0), side="left")
-            cut[chosen] = np.searchsorted(self._keys[source], _key(self._users[asked], self._timestamps[asked]),
-                                          side="left")
+        for from_eval, chosen in ((True, from_everything), (False, ~from_everything)):
+            asked, keys = queries[chosen], self._sources[from_eval][1]
+            # [first, cut): the query user's ratings in the source strictly before the query's time.
+            first[chosen] = np.searchsorted(keys, _key(self._users[asked], 0), side="left")
+            cut[chosen] = np.searchsorted(keys, _key(self._users[asked], self._timestamps[asked]), side="left")
         full_lengths = cut - first
         lengths = np.minimum(full_lengths, max_length)
         if only is not None:
@@ -94,8 +94,8 @@ class HistoryIndex:
         position = np.repeat(cut - 1 + offsets[:-1], lengths) - np.arange(offsets[-1])
         rows = np.empty(len(owner), np.int64)
         everything = from_everything[owner]
-        rows[everything] = self._everything[position[everything]]
-        rows[~everything] = self._train_only[position[~everything]]  # none when every rating is eval (a span run)
+        rows[everything] = self._sources[True][0][position[everything]]
+        rows[~everything] = self._sources[False][0][position[~everything]]  # none when every rating is eval (a span run)
         return Histories(offsets=offsets, rows=rows, full_lengths=full_lengths)
 
 
