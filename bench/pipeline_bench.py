@@ -17,7 +17,10 @@ ml-1m layout, N/160 users, N/270 movies, users rating in sessions). --set and
 --train-fraction, --split and --beam-workers change the config as they do for
 `movielens-tfx run`. --to NODE[,NODE] runs the baseline variant only up to those
 components (e.g. `--to Transform,Baselines`: the data components alone, at a scale
-whose Trainer would not fit the time). --json FILE keeps the figures for bench/growth.py (each
+whose Trainer would not fit the time). --output DIR runs in DIR instead of a fresh
+directory, so a second run there takes the components whose inputs have not
+changed from TFX's cache (state "cached"): e.g. the Trainer and Evaluator measured
+after a `--to Transform` run of the same data and config. --json FILE keeps the figures for bench/growth.py (each
 component's cost against the number of ratings, log-log).
 """
 
@@ -40,13 +43,13 @@ def _cpu_seconds() -> float:
 
 
 def run_one(config_name: str, data: str, train_fraction: float, overrides: list, beam_workers: int,
-            split=None, to_node=None) -> dict:
+            split=None, to_node=None, output=None) -> dict:
     from app.cli import model_overrides
     from app.job import run_job
     from app.logs import quiet_logs
     from pipeline.config import VARIANTS, named_config
 
-    output = tempfile.mkdtemp(prefix=f"bench-{config_name}-")
+    output = output or tempfile.mkdtemp(prefix=f"bench-{config_name}-")
     config = named_config(config_name, data_path=data, output_dir=output, train_fraction=train_fraction, split=split,
                           beam_workers=beam_workers)
     config = config.with_model(**model_overrides(overrides))
@@ -145,12 +148,16 @@ def main() -> None:
                         "for bench/growth.py")
     parser.add_argument("--to", metavar="NODE[,NODE]", help="run the baseline variant only up to these components "
                         "(e.g. Transform,Baselines: the data components alone)")
+    parser.add_argument("--output", metavar="DIR", help="run in DIR (one config only): a rerun there takes unchanged "
+                        "components from TFX's cache")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.data, args.train_fraction, args.set, args.beam_workers, args.split,
-                                 args.to)))
+                                 args.to, args.output)))
         return
+    if args.output and "," in args.configs:
+        sys.exit("--output takes one config (--configs NAME): each config runs in its own directory")
     data = args.data
     ratings = None
     if args.synthetic:
@@ -166,6 +173,7 @@ def main() -> None:
         split = ["--split", args.split] if args.split else []
         results[name] = _child([__file__, "--data", data, "--train-fraction", str(args.train_fraction), *overrides, *split,
                                 "--beam-workers", str(args.beam_workers), *(["--to", args.to] if args.to else []),
+                                *(["--output", args.output] if args.output else []),
                                 "--one", name])
         print_config(name, results[name])
     if args.json:

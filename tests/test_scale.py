@@ -136,3 +136,49 @@ def test_one_read_gives_the_canonical_order_and_the_columns_in_it(tmp_path):
     again = data.transformed_ratings(path, identity, data.canonical_order(path))
     assert {key: value.numpy().tolist() for key, value in columns.items()} == {
         key: value.numpy().tolist() for key, value in again.items()}
+
+
+def test_the_in_memory_list_features_are_the_rows_in_canonical_order(tmp_path):
+    """The Trainer's held columns with a list feature (ragged, put in order one feature at a time, each
+    feature's chunks released): every row's list is that rating's, whatever the file order and chunks."""
+    from trainer import data
+
+    rng = np.random.default_rng(4)
+    rows = [(str(u), f"Movie {m}", 880_000_000 + 60 * (u * 7 + m), [f"h{u}-{k}" for k in range(rng.integers(0, 6))])
+            for u in range(30) for m in range(7)]
+    big = 2**40  # one history timestamp past int32: the chunk that has it, and so its column, stay int64
+    times = {row[:3]: [big if (i, k) == (100, 0) else k for k in range(len(row[3]))] for i, row in enumerate(rows)}
+    assert times[rows[100][:3]]
+    for name, ordered in (("a.gz", rows), ("b.gz", [rows[i] for i in rng.permutation(len(rows))])):
+        with tf.io.TFRecordWriter(str(tmp_path / name), options="GZIP") as writer:
+            for user, title, timestamp, history in ordered:
+                example = tf.train.Example()
+                example.features.feature["user_id"].bytes_list.value.append(user.encode())
+                example.features.feature["movie_id"].bytes_list.value.append(title.split()[-1].encode())
+                example.features.feature["movie_title"].bytes_list.value.append(title.encode())
+                example.features.feature["timestamp"].int64_list.value.append(timestamp)
+                example.features.feature["history"].bytes_list.value.extend(h.encode() for h in history)
+                example.features.feature["history_timestamps"].int64_list.value.extend(times[user, title, timestamp])
+                writer.write(example.SerializeToString())
+
+    names = (F.USER_ID, F.TIMESTAMP, F.HISTORY, F.HISTORY_TIMESTAMPS)
+
+    def passthrough(features):  # as parsed: [batch], SparseTensor [batch, None]
+        return {name: tf.reshape(features[name], [-1]) if name in (F.USER_ID, F.TIMESTAMP) else features[name]
+                for name in names}
+
+    # The oracle: sorted by user, title, timestamp (the rows are distinct, so no ties).
+    expected = [[user.encode(), timestamp, [h.encode() for h in history], times[user, title, timestamp]]
+                for user, title, timestamp, history in sorted(rows, key=lambda r: r[:3])]
+    for name in ("a.gz", "b.gz"):
+        columns, _ = data.transformed_ratings_and_order(str(tmp_path / name), passthrough, chunk_size=16)
+        assert isinstance(columns[F.HISTORY], tf.RaggedTensor)
+        got = [list(row) for row in zip(*(columns[name].to_list() if isinstance(columns[name], tf.RaggedTensor)
+                                          else columns[name].numpy().tolist() for name in names), strict=True)]
+        assert got == expected
+        # Held narrow where every value fits (the timestamps), int64 where one does not; batches are int64.
+        assert columns[F.TIMESTAMP].dtype == tf.int32 and columns[F.HISTORY_TIMESTAMPS].dtype == tf.int64
+        batch = next(iter(data.shuffled_batches(columns, 300, seed=1)))
+        assert batch[F.TIMESTAMP].dtype == tf.int64 and batch[F.HISTORY_TIMESTAMPS].dtype == tf.int64
+        assert sorted(batch[F.TIMESTAMP].numpy().tolist()) == sorted(row[2] for row in rows)
+    assert sum(len(r[3]) == 0 for r in rows) > 0 and max(len(r[3]) for r in rows) == 5  # empty and long lists
