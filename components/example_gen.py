@@ -25,7 +25,7 @@ artifact, whose custom properties count them.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -134,7 +134,8 @@ def load_and_split(input_base: str, pattern: str, settings: Dict[str, Any],
 
 
 class _EncodeRatings(beam.DoFn):
-    """(split, first row) -> the serialized examples of that chunk of the split.
+    """(split, shard) -> (shard, the serialized examples of that chunk of the split): shard i holds the
+    split's rows from i * ENCODE_CHUNK_ROWS.
 
     Carries only where the data is and how to split it: each worker reads and
     splits the files itself, once, in `setup` (`load_and_split` is cached:
@@ -154,29 +155,55 @@ class _EncodeRatings(beam.DoFn):
         self._encoder = ml_examples.RatingEncoder(data, self._splits["eval"], self._where[2]["max_history"])
 
     def process(self, chunk: Tuple[str, int]):
-        split, start = chunk
-        yield from self._encoder.encode(self._splits[split][start:start + ENCODE_CHUNK_ROWS])
+        split, shard = chunk
+        start = shard * ENCODE_CHUNK_ROWS
+        yield shard, list(self._encoder.encode(self._splits[split][start:start + ENCODE_CHUNK_ROWS]))
+
+
+def shard_count(rows: int) -> int:
+    """How many shards (files) a split of `rows` examples is written as: one per ENCODE_CHUNK_ROWS, and one
+    (empty) for an empty split."""
+    return max(1, -(-rows // ENCODE_CHUNK_ROWS))
+
+
+class _WriteShard(beam.DoFn):
+    """(shard, serialized examples) -> that shard's gzipped TFRecord file, `{prefix}-{shard:05d}-of-{count:05d}.gz`
+    (Beam's shard names: sorted by name, the files are in split order)."""
+
+    def __init__(self, prefix: str, count: int):
+        self._prefix, self._count = prefix, count
+
+    def process(self, shard: Tuple[int, List[bytes]]):
+        index, examples = shard
+        path = f"{self._prefix}-{index:05d}-of-{self._count:05d}.gz"
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for example in examples:
+                writer.write(example)
+        yield path
 
 
 def generate_examples(
     pipeline: beam.Pipeline, input_base: str, pattern: str, settings: Dict[str, Any], span: int = 0,
 ) -> Tuple[reader.MovieLensData, Dict[str, beam.PCollection], Dict[str, int]]:
-    """The data read, the serialized examples of every output split, and each split's size.
+    """The data read, the shards of every output split, and each split's size.
 
+    A split's shards are (i, the serialized examples of shard i), i < shard_count(size): a rating split
+    is encoded and written by chunks of ENCODE_CHUNK_ROWS ratings, each its own file, so that readers
+    (StatisticsGen, Transform, the Evaluator) can split it over Beam workers: a gzip file cannot be split.
     settings: see custom_config; span: the span TFX's driver resolved (span layouts only).
     """
     data, splits = load_and_split(input_base, pattern, settings, span)
     if settings["kind"] == KIND_CATALOG:
         catalog = ml_examples.catalog_examples(data.movies)
-        return data, {"catalog": pipeline | "Catalog" >> beam.Create(catalog, reshuffle=False)}, {"catalog": len(catalog)}
+        shards = [(i, catalog[i * ENCODE_CHUNK_ROWS:(i + 1) * ENCODE_CHUNK_ROWS]) for i in range(shard_count(len(catalog)))]
+        return data, {"catalog": pipeline | "Catalog" >> beam.Create(shards)}, {"catalog": len(catalog)}
 
     encode = _EncodeRatings(input_base, pattern, settings, span)
     result = {}
     for name, rows in splits.items():
-        chunks = [(name, start) for start in range(0, len(rows), ENCODE_CHUNK_ROWS)]
         result[name] = (
             pipeline
-            | f"Chunks[{name}]" >> beam.Create(chunks, reshuffle=False)
+            | f"Chunks[{name}]" >> beam.Create([(name, shard) for shard in range(shard_count(len(rows)))])
             | f"ToExamples[{name}]" >> beam.ParDo(encode)
         )
     return data, result, {name: len(rows) for name, rows in splits.items()}
@@ -187,7 +214,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     TFX's ExampleGen Do would reshuffle every record before writing (in the
     local runner that was 50 s of 61 s for 1M ratings). The Trainer shuffles
-    with its own seed, so the splits are written in split order, and the same
+    with its own seed, so the splits are written in split order (by shards of
+    ENCODE_CHUNK_ROWS ratings, one file each, in name order), and the same
     data and seed give the same examples in the same order (not the same
     bytes: tfx_bsl's encoder serializes each example's feature map in
     protobuf's randomized map order, so two runs' files differ byte-wise).
@@ -206,11 +234,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         artifact.split_names = artifact_utils.encode_split_names([split.name for split in input_config.splits])
         with self._make_beam_pipeline() as pipeline:
             data, splits, sizes = generate_examples(pipeline, input_base, input_config.splits[0].pattern, settings, span)
-            for split, examples in splits.items():
-                _ = examples | f"WriteSplit[{split}]" >> beam.io.WriteToTFRecord(
-                    files.join(artifact_utils.get_split_uri(outputs, split), write_split.DEFAULT_FILE_NAME),
-                    file_name_suffix=".gz",
-                )
+            for split, shards in splits.items():
+                split_uri = artifact_utils.get_split_uri(outputs, split)
+                tf.io.gfile.makedirs(split_uri)
+                prefix = files.join(split_uri, write_split.DEFAULT_FILE_NAME)
+                _ = shards | f"WriteSplit[{split}]" >> beam.ParDo(_WriteShard(prefix, shard_count(sizes[split])))
         examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(artifact, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
         artifact.set_string_custom_property("movielens_layout", data.layout)

@@ -50,12 +50,19 @@ def test_example_gen_encodes_a_split_in_chunks_and_loses_no_row(tmp_path, monkey
         r = expected.ratings
         return [(r.user_ids[i], r.movie_ids[i], int(r.timestamps[i])) for i in rows]
 
+    def in_order(shards):  # the shards' examples, by shard (the order of the files' names)
+        return [keys(example) for _, examples in sorted(shards) for example in examples]
+
     with beam.Pipeline() as pipeline:
         _, splits, sizes = example_gen.generate_examples(pipeline, exec_properties["input_base"], "*",
                                                          example_gen.read_settings(exec_properties))
         assert sizes == {"train": len(train), "eval": len(evaluation)}
-        assert_that(splits["train"] | "KeysTrain" >> beam.Map(keys), equal_to(wanted(train)), label="train")
-        assert_that(splits["eval"] | "KeysEval" >> beam.Map(keys), equal_to(wanted(evaluation)), label="eval")
+        for name, rows in (("train", train), ("eval", evaluation)):
+            shards = splits[name] | f"All[{name}]" >> beam.combiners.ToList()
+            assert_that(shards | f"Keys[{name}]" >> beam.Map(in_order), equal_to([wanted(rows)]), label=f"{name} in order")
+            count = -(-len(rows) // 50)  # a shard, so a file, per chunk of 50: a reader can split the split
+            assert_that(shards | f"Shards[{name}]" >> beam.Map(lambda s: sorted((i, len(e)) for i, e in s)),
+                        equal_to([[(i, min(50, len(rows) - 50 * i)) for i in range(count)]]), label=f"{name} shards")
 
 
 def test_reader_keeps_one_string_per_distinct_id(tmp_path):

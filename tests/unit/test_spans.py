@@ -125,8 +125,10 @@ def _examples(tmp_path, root, span, window_spans, span_window=spans.WINDOW_IN_EX
     with beam.Pipeline() as pipeline:
         _, splits, sizes = example_gen.generate_examples(pipeline, root, spans.SPAN_PATTERN, settings, span)
         for name, pcoll in splits.items():
-            _ = pcoll | f"Write[{name}]" >> beam.io.WriteToTFRecord(str(tmp_path / f"{span_window}-{name}"),
-                                                                    shard_name_template="")
+            _ = (pcoll | f"InOrder[{name}]" >> beam.combiners.ToList()
+                 | f"Flat[{name}]" >> beam.FlatMap(lambda shards: [e for _, examples in sorted(shards) for e in examples])
+                 | f"Write[{name}]" >> beam.io.WriteToTFRecord(str(tmp_path / f"{span_window}-{name}"),
+                                                               shard_name_template=""))
     for name in sizes:
         out[name] = []
         for record in tf.data.TFRecordDataset(str(tmp_path / f"{span_window}-{name}")):
