@@ -5,6 +5,10 @@
   python bench/pipeline_bench.py --synthetic 10000000 --configs default --json growth-10m.json
   python bench/growth.py growth-100k.json growth-1m.json growth-10m.json [--config default] [--plot growth.png]
 
+Results on the same data (the same "data" directory) are one size: a `--to Transform,Baselines` run
+and a rerun of its output directory (`--output DIR`, which takes the data components from TFX's cache)
+give each component's timing from the run that ran it, not the cached one (merge_runs).
+
 For each component the runs share (the seconds of the variants every run has
 added: both, the cost of one run of the main job; the baseline variant alone
 when a run used `pipeline_bench.py --to`, which also stops early) it fits seconds = a * ratings ** b by least squares on log-log
@@ -34,6 +38,33 @@ def fit_power_law(sizes: Sequence[float], costs: Sequence[float]) -> Tuple[float
     return math.exp(my - b * mx), b
 
 
+def merge_runs(results: List[Dict]) -> List[Dict]:
+    """Results on the same data as one result per size: the rating count of the run that generated the
+    data, and each component's timing from the run whose state for it is not "cached" (the first such
+    run, in the order given; a component every run took from the cache keeps the first cached timing)."""
+    by_data: Dict[str, List[Dict]] = {}
+    for result in results:
+        by_data.setdefault(result.get("data") or f"#{len(by_data)}", []).append(result)
+    merged = []
+    for runs in by_data.values():
+        counts = {r["ratings"] for r in runs if r.get("ratings")}
+        if len(counts) > 1:
+            raise ValueError(f"results on the same data disagree on its rating count: {sorted(counts)}")
+        configs: Dict[str, Dict] = {}
+        for config in {name for r in runs for name in r["configs"]}:
+            timings: Dict[str, Dict[str, Dict]] = {}
+            for run in runs:
+                for variant, rows in run["configs"].get(config, {}).get("timings", {}).items():
+                    kept = timings.setdefault(variant, {})
+                    for t in rows:
+                        if t["component"] not in kept or (kept[t["component"]].get("state") == "cached"
+                                                          and t.get("state") != "cached"):
+                            kept[t["component"]] = t
+            configs[config] = {"timings": {v: list(rows.values()) for v, rows in timings.items()}}
+        merged.append({**runs[0], "ratings": counts.pop() if counts else None, "configs": configs})
+    return merged
+
+
 def shared_variants(results: List[Dict], config: str) -> List[str]:
     """The variants (baseline, timestamp) whose timings every result has."""
     variants = [set(r["configs"][config]["timings"]) for r in results]
@@ -51,7 +82,7 @@ def component_costs(result: Dict, config: str, variants: Sequence[str]) -> Dict[
 
 def growth_table(results: List[Dict], config: str) -> List[Dict]:
     """One row per component (and "total"): the costs by size, the exponent and the extrapolations."""
-    results = sorted(results, key=lambda r: r["ratings"])
+    results = sorted(merge_runs(results), key=lambda r: r["ratings"])
     sizes = [r["ratings"] for r in results]
     variants = shared_variants(results, config)
     per_size = [component_costs(r, config, variants) for r in results]
@@ -105,19 +136,21 @@ def plot(rows: List[Dict], sizes: Sequence[int], path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("results", nargs="+", help="pipeline_bench.py --json files, one per size")
+    parser.add_argument("results", nargs="+", help="pipeline_bench.py --json files: one per size, or several runs "
+                        "on the same data (merged)")
     parser.add_argument("--config", default="default")
     parser.add_argument("--plot", metavar="PNG")
     args = parser.parse_args()
     results = []
     for path in args.results:
         with open(path) as f:
-            result = json.load(f)
+            results.append(json.load(f))
+    for result in merge_runs(results):
         if not result.get("ratings"):
-            parser.error(f"{path}: no rating count (run pipeline_bench.py with --synthetic N --json FILE)")
-        results.append(result)
+            parser.error(f"{result.get('data')}: no rating count (one of its runs needs pipeline_bench.py "
+                         "--synthetic N --json FILE)")
     rows = growth_table(results, args.config)
-    sizes = sorted(r["ratings"] for r in results)
+    sizes = sorted(r["ratings"] for r in merge_runs(results))
     print_table(rows, sizes)
     if args.plot:
         plot(rows, sizes, args.plot)

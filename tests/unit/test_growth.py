@@ -64,3 +64,28 @@ def test_one_size_is_refused(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         growth.main()
     assert "no rating count" in capsys.readouterr().err
+
+
+def test_a_rerun_on_the_same_data_gives_the_components_it_ran():
+    # pipeline_bench --synthetic N --to Transform,Baselines --output DIR, then --data (its data) --output DIR
+    # --to Evaluator: the second run's data components are cached (near 0 s); its Trainer and Evaluator are new.
+    laws = {"Transform": lambda n: 1e-5 * n, "RetrievalTrainer": lambda n: 1e-4 * n, "Evaluator": lambda n: 2e-5 * n}
+
+    def one_variant(result, data):
+        del result["configs"]["default"]["timings"]["timestamp"]
+        return {**result, "data": data}
+
+    data_run = one_variant(_result(10**7, {"Transform": laws["Transform"]}), "/d/10m")
+    rerun = one_variant(_result(10**7, laws), "/d/10m")
+    rerun["ratings"] = None  # --data, not --synthetic: no count of its own
+    for t in rerun["configs"]["default"]["timings"]["baseline"]:
+        if t["component"] == "Transform":
+            t.update(seconds=0.07, state="cached")
+    sizes = [_result(10**5, laws), _result(10**6, laws)]
+    rows = {r["component"]: r for r in growth.growth_table([*sizes, rerun, data_run], "default")}
+    assert rows["Transform"]["seconds"] == pytest.approx([0.5, 5.0, 50.0])  # the data run's, not the cached 0.07
+    assert rows["RetrievalTrainer"]["seconds"] == pytest.approx([5.0, 50.0, 500.0])
+    assert rows["Evaluator"]["exponent"] == pytest.approx(1.0)
+    other = one_variant(_result(10**6, laws), "/d/10m")  # the same data directory, another count: refused
+    with pytest.raises(ValueError, match="disagree on its rating count"):
+        growth.merge_runs([data_run, other])
