@@ -145,12 +145,13 @@ def main() -> None:
     for path in args.results:
         with open(path) as f:
             results.append(json.load(f))
-    for result in merge_runs(results):
+    merged = merge_runs(results)  # once; growth_table's own merge of merged results changes nothing
+    for result in merged:
         if not result.get("ratings"):
             parser.error(f"{result.get('data')}: no rating count (one of its runs needs pipeline_bench.py "
                          "--synthetic N --json FILE)")
-    rows = growth_table(results, args.config)
-    sizes = sorted(r["ratings"] for r in merge_runs(results))
+    rows = growth_table(merged, args.config)
+    sizes = sorted(r["ratings"] for r in merged)
     print_table(rows, sizes)
     if args.plot:
         plot(rows, sizes, args.plot)
