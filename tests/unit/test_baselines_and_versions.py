@@ -127,6 +127,8 @@ def test_vectorised_history_sums_and_ranks_match_the_former_loops():
     got = baselines._history_sum(matrix)(history[10:250])
     want = np.stack([matrix[h].sum(axis=0) if len(h) else np.zeros(num_items, np.float32) for h in histories[10:250]])
     assert got.dtype == np.float32 and np.array_equal(got, want)
+    reused = np.full((240, num_items), 7.0, np.float32)  # a buffer holding the last batch's scores
+    assert baselines._history_sum(matrix)(history[10:250], reused) is reused and np.array_equal(reused, want)
     tiebreak = rng.integers(0, 5, size=num_items).astype(np.float64)
     scores = baselines._history_sum(matrix)(history)
     targets = rng.integers(0, num_items, size=rows)
@@ -136,3 +138,45 @@ def test_vectorised_history_sums_and_ranks_match_the_former_loops():
         want = _old_top_k_hits(scores, targets, excluded, tiebreak, ks)
         got = baselines.top_k_hits(scores, targets, parts, baselines._positions(tiebreak), ks)
         assert np.array_equal(got, want)
+        dirty = np.ones(scores.shape, bool)  # a reused mask: what it held must not matter
+        assert np.array_equal(baselines.top_k_hits(scores, targets, parts, baselines._positions(tiebreak), ks, dirty),
+                              want)
+
+
+def test_constant_scores_rank_without_a_score_matrix():
+    # Popularity's path: one score vector for every row, ranked by each item's place in the one strict
+    # order. It must give top_k_hits' hits on the broadcast matrix: ties in score (broken by the tiebreak,
+    # then the index), an item in both excluded lists or twice in one, the target itself excluded.
+    rng = np.random.default_rng(11)
+    num_items, rows = 30, 400
+    score = rng.integers(0, 6, size=num_items).astype(np.float64)
+    tiebreak = rng.integers(0, 3, size=num_items).astype(np.float64)
+    targets = rng.integers(0, num_items, size=rows)
+    history = baselines.Ragged.of([rng.integers(0, num_items, size=rng.integers(0, 8)) for _ in range(rows)])
+    rated = baselines.Ragged.of([np.append(rng.integers(0, num_items, size=rng.integers(0, 8)), t)
+                                 if i % 5 == 0 else rng.integers(0, num_items, size=rng.integers(0, 8))
+                                 for i, t in enumerate(targets)])
+    position = baselines._positions(tiebreak)
+    ks = (1, 3, 5, 10)
+    for parts in ([], [history], [history, rated]):
+        want = baselines.top_k_hits(np.broadcast_to(score, (rows, num_items)), targets, parts, position, ks)
+        got = baselines._constant_top_k_hits(score, targets, parts, position, ks)
+        assert np.array_equal(got, want)
+        assert 0 < got[-1].mean() < 1  # neither side trivially all hits or none
+
+
+def test_batches_on_threads_give_the_one_thread_hits(planted, monkeypatch):
+    # 200 eval ratings in batches of 16 on 3 threads (each reusing its buffers; the last batch short)
+    # against one batch on one thread: the same hits, rating for rating, for every baseline.
+    train, evaluation, num_items = planted
+    alone = {}
+    baselines.compute(train, evaluation, num_items, exclude_history=True, ks=(1, 5, 10), per_rating=alone)
+    monkeypatch.setattr(baselines, "_BATCH", 16)
+    monkeypatch.setattr(baselines, "THREADS", 3)
+    threaded = {}
+    baselines.compute(train, evaluation, num_items, exclude_history=True, ks=(1, 5, 10), per_rating=threaded)
+    assert set(threaded) == set(alone) == {"popularity", "recent_popularity", "item_knn", "ease"}
+    for name, hits in alone.items():
+        for k in (1, 5, 10):
+            assert np.array_equal(threaded[name][k], hits[k]), (name, k)
+        assert 0 < hits[10].mean() < 1
