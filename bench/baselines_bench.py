@@ -18,8 +18,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-import core  # noqa: E402,F401  (Keras 2 before TensorFlow loads)
 from trainer_input_bench import _latest, _memory_mb  # noqa: E402
+
+import core  # noqa: E402,F401  (Keras 2 before TensorFlow loads)
 
 
 def main() -> None:
@@ -73,7 +74,7 @@ def main() -> None:
     result = algorithms.accuracies_only(algorithms.compute(train, evaluation, len(index), exclude_history=True,
                                                            per_rating={}))
     print(f"total {sum(seconds for _, seconds, _ in timings):.1f} s, peak RSS {timings[-1][2]:,} MB")
-    for label, (name, accuracy) in zip(scored, result.items()):
+    for label, (name, accuracy) in zip(scored, result.items(), strict=True):
         print(f"  {label}: {name:<18} top-100 {accuracy[100]:.4f}")
 
 

@@ -41,22 +41,26 @@ def main() -> None:
     print(f"config {args.config}: {config.optimizer} {config.learning_rate}, {config.embedding_dim}-d, "
           f"{lookups:,} rows gathered a step{', XLA' if args.jit_compile else ''}")
     for movies in (int(n) for n in args.movies.split(",")):
-        table = tf.Variable(tf.random.stateless_normal([movies, config.embedding_dim], seed=(1, 2)))
-        optimizer = OPTIMIZER_CLASSES[config.optimizer](learning_rate=config.learning_rate)
         ids = [tf.constant(np.random.default_rng(i).integers(0, movies, lookups), tf.int32) for i in range(10)]
+        seconds = _step_seconds(tf, OPTIMIZER_CLASSES[config.optimizer](learning_rate=config.learning_rate),
+                                tf.Variable(tf.random.stateless_normal([movies, config.embedding_dim], seed=(1, 2))),
+                                ids, args.steps, args.jit_compile)
+        print(f"  {movies:>9,} movies: {seconds * 1000:6.1f} ms a step")
 
-        @tf.function(jit_compile=args.jit_compile)
-        def step(rows):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(tf.square(tf.gather(table, rows)))
-            optimizer.apply_gradients(zip(tape.gradient(loss, [table]), [table]))
 
-        step(ids[0])
-        started = time.perf_counter()
-        for i in range(args.steps):
-            step(ids[i % len(ids)])
-        print(f"  {movies:>9,} movies: {(time.perf_counter() - started) / args.steps * 1000:6.1f} ms a step")
+def _step_seconds(tf, optimizer, table, ids, steps: int, jit_compile: bool) -> float:
+    """Seconds of one step (gather `ids`' rows of `table`, apply their gradient), after a first traced one."""
+    @tf.function(jit_compile=jit_compile)
+    def step(rows):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(tf.gather(table, rows)))
+        optimizer.apply_gradients([(tape.gradient(loss, table), table)])
 
+    step(ids[0])
+    started = time.perf_counter()
+    for i in range(steps):
+        step(ids[i % len(ids)])
+    return (time.perf_counter() - started) / steps
 
 if __name__ == "__main__":
     main()
