@@ -161,14 +161,18 @@ def top_k_hits(scores: np.ndarray, targets: np.ndarray, excluded: Sequence[Ragge
     return np.stack([rank < k for k in ks])
 
 
-def _constant_top_k_hits(score: np.ndarray, targets: np.ndarray, excluded: Sequence[Ragged],
-                         position: np.ndarray, ks: Sequence[int]) -> np.ndarray:
-    """`top_k_hits` when every row has the same scores, float [items]: without a [rows, items] pass.
-
-    An item's place in the one strict order (score, then `position`) is the count of items ahead of it.
-    """
+def _places(score: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """int64 [items]: each item's place in the one strict order of `score` (larger first, then `position`),
+    the count of items ahead of it."""
     place = np.empty(len(score), np.int64)
     place[np.lexsort((position, -score))] = np.arange(len(score))
+    return place
+
+
+def _constant_top_k_hits(place: np.ndarray, targets: np.ndarray, excluded: Sequence[Ragged],
+                         ks: Sequence[int]) -> np.ndarray:
+    """`top_k_hits` when every row has the same scores, without a [rows, items] pass: place is `_places` of
+    those scores; a target's rank is its place less the excluded items placed ahead of it."""
     rank = place[targets] - _excluded_ahead(len(targets), excluded,
                                            lambda row_ids, items: place[items] < place[targets[row_ids]])
     return np.stack([rank < k for k in ks])
@@ -183,13 +187,14 @@ def _scored(scores, evaluation: Split, tiebreak: np.ndarray, exclude: bool, ks: 
     the GIL), each thread with its own buffers for a batch's scores and masks, reused batch after batch.
     """
     position = _positions(tiebreak)
+    place = None if callable(scores) else _places(scores, position)  # once, not once a batch
     buffers = threading.local()
 
     def batch_hits(start: int) -> np.ndarray:
         stop = min(start + _BATCH, len(evaluation.items))
         excluded = [part[start:stop] for part in evaluation.rated] if exclude else []
         if not callable(scores):
-            return _constant_top_k_hits(scores, evaluation.items[start:stop], excluded, position, ks)
+            return _constant_top_k_hits(place, evaluation.items[start:stop], excluded, ks)
         if not hasattr(buffers, "scores"):
             buffers.scores = np.empty((_BATCH, len(tiebreak)), np.float32)
             buffers.mask = np.empty((_BATCH, len(tiebreak)), bool)

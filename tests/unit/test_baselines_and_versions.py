@@ -160,7 +160,7 @@ def test_constant_scores_rank_without_a_score_matrix():
     ks = (1, 3, 5, 10)
     for parts in ([], [history], [history, rated]):
         want = baselines.top_k_hits(np.broadcast_to(score, (rows, num_items)), targets, parts, position, ks)
-        got = baselines._constant_top_k_hits(score, targets, parts, position, ks)
+        got = baselines._constant_top_k_hits(baselines._places(score, position), targets, parts, ks)
         assert np.array_equal(got, want)
         assert 0 < got[-1].mean() < 1  # neither side trivially all hits or none
 
